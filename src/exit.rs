@@ -6,8 +6,6 @@
 use std::fmt;
 use std::process::ExitCode;
 
-/// 0: success.
-pub const OK: u8 = 0;
 /// 1: the work failed at run time (refused, server died, payload mismatch).
 pub const RUNTIME: u8 = 1;
 /// 2: usage or configuration error (bad flag, unknown or unavailable model, port in use, fd limit).
@@ -16,6 +14,7 @@ pub const USAGE: u8 = 2;
 #[allow(dead_code)]
 pub const SOME_FAILED: u8 = 3;
 /// 130: interrupted; partial results were written and marked `interrupted`.
+#[allow(dead_code)]
 pub const INTERRUPTED: u8 = 130;
 
 /// An error that already knows its exit code.
@@ -26,11 +25,17 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: USAGE, error: error.into() }
+        Self {
+            code: USAGE,
+            error: error.into(),
+        }
     }
 
     pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: RUNTIME, error: error.into() }
+        Self {
+            code: RUNTIME,
+            error: error.into(),
+        }
     }
 }
 

@@ -1,1 +1,48 @@
-fn main() {}
+//! `iomodels`: one echo protocol, one server per I/O model, one load generator.
+//!
+//! A thin dispatch: clap structs for the raw arguments, each command in its own module, and
+//! [`exit`] mapping failures to the exit-code contract. Nothing here measures or serves; the
+//! `servers` and `loadgen` libraries do.
+#![forbid(unsafe_code)]
+
+mod exit;
+mod limits;
+mod logger;
+mod models;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Echo servers for every I/O model, and the load generator that measures them.
+#[derive(Parser)]
+#[command(name = "iomodels", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the I/O models: available here or not (and why), and what each is.
+    Models(models::ModelsArgs),
+    /// Run one model's echo server until SIGINT/SIGTERM (or stdin EOF with --stop-on-stdin-eof).
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    logger::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Models(args) => models::run(&args),
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("iomodels: {:#}", e.error);
+            ExitCode::from(e.code)
+        }
+    }
+}

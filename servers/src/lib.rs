@@ -1,1 +1,29 @@
+//! Echo servers (RFC 862: every byte comes back, in order), one module per I/O model, behind one
+//! small API.
+//!
+//! The surface is deliberately small: a [`Model`] registry that knows each model's name,
+//! description and whether it runs here; a validated [`Config`]; [`Server::start`], which binds,
+//! starts the model's loops and returns once every loop is ready to accept; a [`Stop`] handle; and
+//! plain [`ServerStats`] at the end. This crate never prints, never exits and never parses flags:
+//! the `iomodels` binary does that.
+//!
+//! What every model guarantees is written once, in [`models`](crate::models)'s module docs.
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
+#[macro_use]
+mod sys;
+mod config;
+mod conn;
+mod listen;
+mod models;
+mod server;
+mod stats;
+mod stop;
+mod wake;
+
+pub use config::{AcceptMode, Config, ConfigError};
+pub use models::{Model, Unsupported};
+pub use server::{Server, StartError};
+pub use stats::ServerStats;
+pub use stop::Stop;

@@ -1,0 +1,145 @@
+//! Server settings shared by every model, validated once.
+//!
+//! Models are comparable only if they do the same work, so the knobs here are the ones every
+//! model honours (buffer size, loop count, backlog, how loops share the port). Model-specific
+//! settings are recorded in [`ServerStats::settings`](crate::ServerStats::settings) instead.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Default per-connection buffer: 16 KiB, the same for every model.
+pub const DEFAULT_BUFFER: usize = 16 * 1024;
+/// Default accept backlog, the same for every model.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// How several loops (`threads > 1`) share one listening port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcceptMode {
+    /// One listening socket per loop with `SO_REUSEPORT`; the kernel balances connections.
+    /// Linux only: on macOS and the BSDs `SO_REUSEPORT` does not balance.
+    ReusePort,
+    /// One listening socket; an acceptor thread hands connections to the loops round-robin.
+    Handoff,
+}
+
+impl AcceptMode {
+    /// The mode used when none is asked for: `reuse-port` where the kernel balances it.
+    pub fn platform_default() -> Self {
+        if Self::ReusePort.is_supported() {
+            Self::ReusePort
+        } else {
+            Self::Handoff
+        }
+    }
+
+    /// Whether this platform offers the mode.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Self::ReusePort => cfg!(any(target_os = "linux", target_os = "android")),
+            Self::Handoff => true,
+        }
+    }
+
+    /// The name used on the command line and in stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReusePort => "reuse-port",
+            Self::Handoff => "handoff",
+        }
+    }
+}
+
+impl fmt::Display for AcceptMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Settings every model honours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Event loops (one per thread); for `tokio-mt`, runtime worker threads. Must be 1 for
+    /// `blocking`, which has one thread per client instead.
+    pub threads: usize,
+    /// Bytes each connection reads at a time; also the most a connection holds unsent.
+    pub buffer_size: usize,
+    /// The listen backlog.
+    pub backlog: i32,
+    /// How loops share the port when `threads > 1`.
+    pub accept: AcceptMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            threads: 1,
+            buffer_size: DEFAULT_BUFFER,
+            backlog: DEFAULT_BACKLOG,
+            accept: AcceptMode::platform_default(),
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `threads` was 0 or absurd.
+    #[error("--threads must be between 1 and 1024 (got {0})")]
+    Threads(usize),
+    /// The buffer is too small to be useful or too large to be honest about memory.
+    #[error("--buffer must be between 1 and 16777216 bytes (got {0})")]
+    Buffer(usize),
+    /// Backlog out of range.
+    #[error("--backlog must be between 1 and 65535 (got {0})")]
+    Backlog(i32),
+    /// The accept mode does not exist on this OS.
+    #[error(
+        "--accept {0} is not available on this OS (SO_REUSEPORT does not balance here): use --accept handoff"
+    )]
+    AcceptMode(AcceptMode),
+}
+
+impl Config {
+    /// Checks every field; the models assume a validated config.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1024).contains(&self.threads) {
+            return Err(ConfigError::Threads(self.threads));
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.buffer_size) {
+            return Err(ConfigError::Buffer(self.buffer_size));
+        }
+        if !(1..=65535).contains(&self.backlog) {
+            return Err(ConfigError::Backlog(self.backlog));
+        }
+        if !self.accept.is_supported() {
+            return Err(ConfigError::AcceptMode(self.accept));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_rejects_nonsense() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let bad = Config {
+            threads: 0,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Threads(0)));
+        let bad = Config {
+            buffer_size: 0,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Buffer(0)));
+        let bad = Config {
+            backlog: 0,
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::Backlog(0)));
+    }
+}

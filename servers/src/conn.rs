@@ -1,0 +1,259 @@
+//! The connection state machine every readiness model shares.
+//!
+//! One fixed buffer per connection. Read into it, write it back, and while any of it is unsent
+//! read nothing more: that is backpressure, and it bounds a connection's memory to one buffer
+//! whatever the client does. After the client's FIN, what is pending is sent, then the write side
+//! is shut and the connection is done. Any error (reset by peer included) ends the connection.
+//!
+//! It knows nothing of readiness APIs: [`Conn::drive`] runs until the socket would block and
+//! says what it now waits for, which level-triggered models turn into interest and
+//! edge-triggered models simply wait on. Completion models do not use it (their buffers belong
+//! to the kernel while an operation is in flight).
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+
+use crate::stats::LoopCounters;
+
+/// A reads-per-drive budget, so one client that keeps both directions busy cannot starve the
+/// other connections of a loop.
+const READ_BUDGET: usize = 16;
+
+/// What a nonblocking socket must offer the state machine.
+pub(crate) trait Socket: Read + Write {
+    /// Shuts the write direction (sends FIN).
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Socket for std::net::TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Socket for mio::net::TcpStream {
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// What a connection waits for after [`Conn::drive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Nothing pending; a read would block.
+    WantRead,
+    /// Bytes pending; a write would block. Reading is paused (backpressure).
+    WantWrite,
+    /// Still ready (budget spent): drive it again on the next loop turn without waiting.
+    Yield,
+    /// Finished (half-close completed, reset, or error): deregister and drop it.
+    Done,
+}
+
+/// One echo connection over a nonblocking socket.
+pub(crate) struct Conn<S> {
+    pub(crate) sock: S,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    read_closed: bool,
+}
+
+impl<S: Socket> Conn<S> {
+    pub(crate) fn new(sock: S, buffer_size: usize) -> Self {
+        Self {
+            sock,
+            buf: vec![0; buffer_size].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            read_closed: false,
+        }
+    }
+
+    /// Bytes read but not yet written back.
+    pub(crate) fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Reads and writes until the socket would block, the budget is spent, or the connection
+    /// ends.
+    pub(crate) fn drive(&mut self, counters: &LoopCounters) -> Status {
+        let mut reads = 0;
+        loop {
+            if self.start < self.end {
+                match self.sock.write(&self.buf[self.start..self.end]) {
+                    Ok(0) => return Status::Done,
+                    Ok(n) => {
+                        counters.wrote(n);
+                        self.start += n;
+                        if self.start == self.end {
+                            self.start = 0;
+                            self.end = 0;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::WantWrite,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Status::Done,
+                }
+                continue;
+            }
+            if self.read_closed {
+                // Everything the client sent has gone back: finish the half-close.
+                let _ = self.sock.shutdown_write();
+                return Status::Done;
+            }
+            if reads == READ_BUDGET {
+                return Status::Yield;
+            }
+            match self.sock.read(&mut self.buf) {
+                Ok(0) => self.read_closed = true,
+                Ok(n) => {
+                    reads += 1;
+                    counters.read(n);
+                    self.end = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Status::WantRead,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Status::Done,
+            }
+        }
+    }
+
+    /// Releases the connection's share of the buffered-bytes gauge; call when dropping it.
+    pub(crate) fn close(self, counters: &LoopCounters) {
+        counters.dropped(self.pending());
+    }
+}
+
+/// Drives connection `key` of an edge-triggered loop: a connection that spent its budget goes
+/// on `yielded` (no new edge will come for it), a finished one is removed and counted closed.
+/// Returns what it now waits for, for models that must re-arm interest.
+pub(crate) fn drive_keyed<S: Socket>(
+    conns: &mut slab::Slab<Conn<S>>,
+    key: usize,
+    yielded: &mut Vec<usize>,
+    shared: &crate::stats::Shared,
+    counters: &LoopCounters,
+) -> Option<Status> {
+    let conn = conns.get_mut(key)?;
+    let status = conn.drive(counters);
+    match status {
+        Status::WantRead | Status::WantWrite => {}
+        Status::Yield => yielded.push(key),
+        Status::Done => {
+            conns.remove(key).close(counters);
+            shared.closed();
+        }
+    }
+    Some(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A scripted socket: reads come from `input` (then WouldBlock or EOF); writes accept at
+    /// most `write_room` bytes before WouldBlock.
+    struct Script {
+        input: VecDeque<u8>,
+        eof: bool,
+        output: Vec<u8>,
+        write_room: usize,
+        shut: std::cell::Cell<bool>,
+    }
+
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+            }
+            let n = buf.len().min(self.input.len());
+            for b in buf.iter_mut().take(n) {
+                *b = self.input.pop_front().unwrap();
+            }
+            Ok(n)
+        }
+    }
+
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.write_room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.write_room);
+            self.write_room -= n;
+            self.output.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Socket for Script {
+        fn shutdown_write(&self) -> io::Result<()> {
+            self.shut.set(true);
+            Ok(())
+        }
+    }
+
+    fn script(input: &[u8], eof: bool, write_room: usize) -> Script {
+        Script {
+            input: input.iter().copied().collect(),
+            eof,
+            output: vec![],
+            write_room,
+            shut: Default::default(),
+        }
+    }
+
+    #[test]
+    fn partial_writes_pause_reading_then_resume() {
+        let counters = LoopCounters::default();
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut conn = Conn::new(script(&data, false, 10), 32);
+        assert_eq!(conn.drive(&counters), Status::WantWrite);
+        assert_eq!(
+            conn.pending(),
+            22,
+            "read one buffer, wrote 10, reads paused"
+        );
+        assert_eq!(conn.sock.input.len(), 68, "backpressure: nothing more read");
+        conn.sock.write_room = usize::MAX;
+        assert_eq!(conn.drive(&counters), Status::WantRead);
+        assert_eq!(conn.sock.output, data);
+    }
+
+    #[test]
+    fn half_close_flushes_then_finishes() {
+        let counters = LoopCounters::default();
+        let mut conn = Conn::new(script(b"hello", true, 2), 16);
+        assert_eq!(conn.drive(&counters), Status::WantWrite);
+        assert!(!conn.sock.shut.get(), "no FIN while bytes are pending");
+        conn.sock.write_room = 100;
+        assert_eq!(conn.drive(&counters), Status::Done);
+        assert_eq!(conn.sock.output, b"hello");
+        assert!(
+            conn.sock.shut.get(),
+            "write side shut after the pending bytes"
+        );
+    }
+
+    #[test]
+    fn budget_yields_a_busy_connection() {
+        let counters = LoopCounters::default();
+        let data = vec![7u8; 64 * 40];
+        let mut conn = Conn::new(script(&data, false, usize::MAX), 64);
+        assert_eq!(conn.drive(&counters), Status::Yield);
+        assert_eq!(conn.sock.output.len(), 64 * READ_BUDGET);
+        while conn.drive(&counters) == Status::Yield {}
+        assert_eq!(conn.sock.output, data);
+        let c = conn;
+        c.close(&counters);
+    }
+}

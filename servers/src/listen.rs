@@ -1,0 +1,215 @@
+//! Binding the port, and how connections reach each loop.
+//!
+//! A port is *claimed* first with a plain bind (no `SO_REUSEPORT`), so a second server on a port
+//! in use fails even when it asks for `SO_REUSEPORT`, which would otherwise let two servers share
+//! a port silently. With several loops and [`AcceptMode::ReusePort`] the claim is released and
+//! the group bound to the same port; otherwise one listener serves, and with several loops an
+//! acceptor thread hands connections out ([`Incoming::Handoff`]).
+//!
+//! Also here: the accept helper every readiness loop shares (per-connection errors are counted,
+//! never fatal; running out of descriptors pauses accepting instead of spinning).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{AcceptMode, Config};
+use crate::server::{Ctx, StartError};
+use crate::stats::Shared;
+use crate::stop::Stop;
+use crate::sys;
+
+/// How long a loop stops accepting after the process ran out of descriptors. Long enough that
+/// being at the limit costs no CPU, short enough that service resumes promptly.
+pub(crate) const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
+
+/// Consecutive unexplained accept errors before a loop backs off briefly anyway.
+const ERROR_RUN: usize = 64;
+
+/// The bound, listening sockets of one server.
+pub(crate) struct Bound {
+    pub(crate) addr: SocketAddr,
+    pub(crate) listeners: Vec<TcpListener>,
+}
+
+/// Binds `addr` for a server with `config`: one listener, or one per loop with `SO_REUSEPORT`.
+pub(crate) fn bind(addr: SocketAddr, config: &Config) -> Result<Bound, StartError> {
+    let claim = bind_one(addr, config, false)?;
+    let addr = claim
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    if config.threads == 1 || config.accept == AcceptMode::Handoff {
+        claim.listen(config.backlog)?;
+        return Ok(Bound {
+            addr,
+            listeners: vec![claim.into()],
+        });
+    }
+    // Nobody else holds the port: release the claim and bind the group to the same port.
+    drop(claim);
+    let listeners = (0..config.threads)
+        .map(|_| {
+            let s = bind_one(addr, config, true)?;
+            s.listen(config.backlog)?;
+            Ok(s.into())
+        })
+        .collect::<Result<Vec<TcpListener>, StartError>>()?;
+    Ok(Bound { addr, listeners })
+}
+
+fn bind_one(addr: SocketAddr, _config: &Config, reuse_port: bool) -> Result<Socket, StartError> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sys::prepare_listener(&socket)?;
+    if reuse_port {
+        sys::set_reuse_port(&socket)?;
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| StartError::bind(addr, e))?;
+    Ok(socket)
+}
+
+/// Where a loop gets its connections from.
+pub(crate) enum Incoming {
+    /// Its own listening socket (one loop, or one of a `SO_REUSEPORT` group).
+    Listener(TcpListener),
+    /// Connections handed over by the acceptor thread; the loop installs how to deliver them.
+    Handoff(Slot),
+}
+
+/// How the acceptor delivers a connection to a loop (push to its inbox, then wake it).
+pub(crate) type Deliver = Box<dyn Fn(TcpStream) + Send + Sync>;
+
+/// A loop's place in the hand-off: the loop installs its [`Deliver`] before it reports ready.
+#[derive(Clone, Default)]
+pub(crate) struct Slot(Arc<OnceLock<Deliver>>);
+
+impl Slot {
+    pub(crate) fn install(&self, deliver: Deliver) {
+        let _ = self.0.set(deliver);
+    }
+}
+
+/// Runs the hand-off acceptor until stop: blocking accept, round-robin over the loops.
+pub(crate) fn run_acceptor(listener: TcpListener, slots: Vec<Slot>, ctx: &Ctx) {
+    let addr = listener.local_addr().ok();
+    if let Some(addr) = addr {
+        ctx.stop.on_stop(move || wake_blocking_accept(addr));
+    }
+    let mut next = 0;
+    while !ctx.stop.is_stopped() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if ctx.stop.is_stopped() {
+                    break;
+                }
+                if let Some(deliver) = slots[next].0.get() {
+                    deliver(stream);
+                }
+                next = (next + 1) % slots.len();
+            }
+            Err(e) => blocking_accept_error(&e, &ctx.shared, &ctx.stop),
+        }
+    }
+}
+
+/// Handles an accept error in a thread that blocks in `accept`: count it; when out of
+/// descriptors, sleep instead of spinning (waking early on stop is not needed: the pause is
+/// short).
+pub(crate) fn blocking_accept_error(e: &io::Error, shared: &Shared, stop: &Stop) {
+    if e.kind() == io::ErrorKind::Interrupted || stop.is_stopped() {
+        return;
+    }
+    shared.accept_error();
+    if sys::is_fd_exhaustion(e) {
+        log::warn!("accept: {e}; pausing accepts for {EXHAUSTED_PAUSE:?}");
+        thread::sleep(EXHAUSTED_PAUSE);
+    } else {
+        log::debug!("accept: {e} (counted, still accepting)");
+    }
+}
+
+/// Unblocks a thread sitting in a blocking `accept` on `addr` by connecting to it.
+pub(crate) fn wake_blocking_accept(addr: SocketAddr) {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
+}
+
+/// What a nonblocking accept round ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AcceptState {
+    /// The backlog is empty; wait for readiness.
+    Drained,
+    /// Stop accepting until this instant (out of descriptors, or a run of errors): do not poll
+    /// the listener until then, then call again even without a new readiness event.
+    Paused(Instant),
+}
+
+/// Accepts from a nonblocking listener until it would block, handing each connection to
+/// `adopt`. Per-connection failures (peer reset before accept) are counted and skipped.
+pub(crate) fn accept_ready<T>(
+    shared: &Shared,
+    mut accept: impl FnMut() -> io::Result<T>,
+    mut adopt: impl FnMut(T),
+) -> AcceptState {
+    let mut errors = 0;
+    loop {
+        match accept() {
+            Ok(stream) => adopt(stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return AcceptState::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if sys::is_fd_exhaustion(&e) => {
+                shared.accept_error();
+                log::warn!("accept: {e}; pausing accepts for {EXHAUSTED_PAUSE:?}");
+                return AcceptState::Paused(Instant::now() + EXHAUSTED_PAUSE);
+            }
+            Err(e) => {
+                shared.accept_error();
+                log::debug!("accept: {e} (counted, still accepting)");
+                errors += 1;
+                if errors == ERROR_RUN {
+                    return AcceptState::Paused(Instant::now() + Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+/// Time left until a pause ends, for a poll timeout (`None`: not paused, wait for events).
+pub(crate) fn pause_left(paused: Option<Instant>) -> Option<Duration> {
+    paused.map(|until| until.saturating_duration_since(Instant::now()))
+}
+
+/// A loop's inbox of handed-off connections.
+pub(crate) struct Inbox(Arc<std::sync::Mutex<Vec<TcpStream>>>);
+
+impl Slot {
+    /// Installs a deliver that pushes to a new inbox and calls `wake`; returns the inbox.
+    pub(crate) fn install_inbox(&self, wake: impl Fn() + Send + Sync + 'static) -> Inbox {
+        let queue = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let q = queue.clone();
+        self.install(Box::new(move |stream| {
+            q.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+            wake();
+        }));
+        Inbox(queue)
+    }
+}
+
+impl Inbox {
+    /// Takes every connection delivered so far.
+    pub(crate) fn take(&self) -> Vec<TcpStream> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}

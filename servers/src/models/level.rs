@@ -1,0 +1,137 @@
+//! The level-triggered event loop that `select` and `poll` share.
+//!
+//! Each turn declares interest for every socket from scratch (that O(n) rebuild is what these
+//! APIs cost, and what the comparison is meant to show), waits, then drives the ready
+//! connections through the shared state machine. The wait itself is a [`Backend`]: `poll(2)`,
+//! `select(2)`, and later Winsock's `WSAPoll`/`select`, each a small module of raw calls.
+
+use std::io;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::conn::{Conn, Status};
+use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::server::Ctx;
+use crate::sys::{RawSock, raw};
+use crate::wake::WakeSocket;
+
+/// One readiness wait over a list of sockets, rebuilt every turn.
+pub(crate) trait Backend {
+    /// Whether the backend can watch this socket at all (`select` cannot watch a descriptor
+    /// at or above `FD_SETSIZE`); refused sockets are closed with a warning.
+    fn admits(&self, _fd: RawSock) -> Result<(), String> {
+        Ok(())
+    }
+    /// Forgets last turn's entries.
+    fn clear(&mut self);
+    /// Adds an entry; entries are numbered in the order they are added.
+    fn add(&mut self, fd: RawSock, read: bool, write: bool);
+    /// Waits until an entry is ready or the timeout passes. An interrupted wait returns `Ok`
+    /// with nothing ready.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Whether entry `index` became ready (readable, writable, hang-up or error).
+    fn is_ready(&self, index: usize) -> bool;
+}
+
+/// Runs one level-triggered loop until stop.
+pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
+    let counters = ctx.shared.new_loop();
+    let wake = WakeSocket::new()?;
+    backend
+        .admits(raw(wake.socket()))
+        .map_err(io::Error::other)?;
+    ctx.stop.on_stop(wake.waker());
+    let (listener, inbox) = match incoming {
+        Incoming::Listener(l) => {
+            l.set_nonblocking(true)?;
+            backend.admits(raw(&l)).map_err(io::Error::other)?;
+            (Some(l), None)
+        }
+        Incoming::Handoff(slot) => (None, Some(slot.install_inbox(wake.waker()))),
+    };
+    let mut conns: Vec<(Conn<TcpStream>, Status)> = Vec::new();
+    let mut paused: Option<Instant> = None;
+    ctx.ready();
+
+    while !ctx.stop.is_stopped() {
+        // Declare this turn's interest: wake-up, listener (unless paused), then connections.
+        backend.clear();
+        backend.add(raw(wake.socket()), true, false);
+        let listening = listener.as_ref().filter(|_| paused.is_none());
+        if let Some(l) = listening {
+            backend.add(raw(l), true, false);
+        }
+        let base = 1 + usize::from(listening.is_some());
+        for (conn, status) in &conns {
+            // Backpressure: a connection with bytes pending is watched for writing only.
+            let write = *status == Status::WantWrite;
+            backend.add(raw(&conn.sock), !write, write);
+        }
+        let polled = conns.len();
+        backend.wait(pause_left(paused))?;
+
+        // Drive the ready connections before adopting new ones, so indexes still match.
+        for (i, (conn, status)) in conns.iter_mut().enumerate() {
+            if backend.is_ready(base + i) {
+                *status = conn.drive(&counters);
+            }
+        }
+        debug_assert_eq!(polled, conns.len());
+        for i in (0..conns.len()).rev() {
+            if conns[i].1 == Status::Done {
+                conns.swap_remove(i).0.close(&counters);
+                ctx.shared.closed();
+            }
+        }
+
+        if backend.is_ready(0) {
+            wake.drain();
+            if ctx.stop.is_stopped() {
+                break;
+            }
+            for stream in inbox.iter().flat_map(|inbox| inbox.take()) {
+                adopt(&backend, stream, ctx, &mut conns);
+            }
+        }
+        let resume = paused.is_some_and(|until| Instant::now() >= until);
+        if let Some(l) = &listener
+            && (resume || (listening.is_some() && backend.is_ready(1)))
+        {
+            paused = None;
+            let state = accept_ready(
+                &ctx.shared,
+                || l.accept().map(|(s, _)| s),
+                |s| adopt(&backend, s, ctx, &mut conns),
+            );
+            if let AcceptState::Paused(until) = state {
+                paused = Some(until);
+            }
+        }
+    }
+    for (conn, _) in conns {
+        conn.close(&counters);
+        ctx.shared.closed();
+    }
+    Ok(())
+}
+
+/// Takes a new connection into the loop, or refuses it if the backend cannot watch it.
+fn adopt(
+    backend: &impl Backend,
+    stream: TcpStream,
+    ctx: &Ctx,
+    conns: &mut Vec<(Conn<TcpStream>, Status)>,
+) {
+    if let Err(why) = backend.admits(raw(&stream)) {
+        ctx.shared.accept_error();
+        log::warn!("{why}");
+        return; // dropping the stream closes it: the client sees the connection end
+    }
+    if stream.set_nonblocking(true).is_err() {
+        ctx.shared.accept_error();
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    ctx.shared.opened();
+    conns.push((Conn::new(stream, ctx.config.buffer_size), Status::WantRead));
+}

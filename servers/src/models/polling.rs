@@ -1,0 +1,150 @@
+//! The `polling` crate, smol's reactor: epoll/kqueue/IOCP-AFD underneath, oneshot interest.
+//!
+//! Oneshot is how smol uses it: after every event the socket must be re-armed with `modify`,
+//! which costs one more `epoll_ctl` per wake-up than the edge-triggered models. That cost is the
+//! point of having this model beside `mio`. Sockets are deleted from the poller before they are
+//! closed, as the crate requires.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events, Poller};
+use slab::Slab;
+
+use crate::conn::{Conn, Status};
+use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::server::Ctx;
+
+const LISTENER: usize = usize::MAX - 1;
+
+pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
+    let counters = ctx.shared.new_loop();
+    let poller = Arc::new(Poller::new()?);
+    let p = poller.clone();
+    ctx.stop.on_stop(move || {
+        let _ = p.notify();
+    });
+    let (listener, inbox): (Option<TcpListener>, _) = match incoming {
+        Incoming::Listener(l) => {
+            l.set_nonblocking(true)?;
+            // SAFETY: the listener is deleted from the poller before it is dropped (end of run).
+            unsafe { poller.add(&l, Event::readable(LISTENER))? };
+            (Some(l), None)
+        }
+        Incoming::Handoff(slot) => {
+            let p = poller.clone();
+            (
+                None,
+                Some(slot.install_inbox(move || {
+                    let _ = p.notify();
+                })),
+            )
+        }
+    };
+    let mut conns: Slab<Conn<TcpStream>> = Slab::new();
+    let mut yielded: Vec<usize> = Vec::new();
+    let mut events = Events::new();
+    let mut paused: Option<Instant> = None;
+    let mut accept_now = listener.is_some();
+    ctx.ready();
+
+    let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
+        if stream.set_nonblocking(true).is_err() {
+            ctx.shared.accept_error();
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let entry = conns.vacant_entry();
+        let key = entry.key();
+        // Registered with no interest: `drive` arms it with what it waits for.
+        // SAFETY: the stream is deleted from the poller before it is dropped (see `finish`).
+        if unsafe { poller.add(&stream, Event::none(key)) }.is_err() {
+            ctx.shared.accept_error();
+            return;
+        }
+        entry.insert(Conn::new(stream, ctx.config.buffer_size));
+        ctx.shared.opened();
+        yielded.push(key);
+    };
+    let drive = |conns: &mut Slab<Conn<TcpStream>>, key: usize, yielded: &mut Vec<usize>| {
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let rearm = match conn.drive(&counters) {
+            Status::WantRead => Event::readable(key),
+            Status::WantWrite => Event::writable(key),
+            Status::Yield => {
+                yielded.push(key);
+                return;
+            }
+            Status::Done => {
+                let conn = conns.remove(key);
+                let _ = poller.delete(&conn.sock);
+                conn.close(&counters);
+                ctx.shared.closed();
+                return;
+            }
+        };
+        if poller.modify(&conn.sock, rearm).is_err() {
+            let conn = conns.remove(key);
+            let _ = poller.delete(&conn.sock);
+            conn.close(&counters);
+            ctx.shared.closed();
+        }
+    };
+
+    while !ctx.stop.is_stopped() {
+        if accept_now && let Some(l) = &listener {
+            accept_now = false;
+            paused = None;
+            let state = accept_ready(
+                &ctx.shared,
+                || l.accept().map(|(s, _)| s),
+                |s| adopt(s, &mut conns, &mut yielded),
+            );
+            match state {
+                AcceptState::Paused(until) => paused = Some(until),
+                AcceptState::Drained => poller.modify(l, Event::readable(LISTENER))?,
+            }
+        }
+        for key in std::mem::take(&mut yielded) {
+            drive(&mut conns, key, &mut yielded);
+        }
+        let timeout = if yielded.is_empty() {
+            pause_left(paused)
+        } else {
+            Some(Duration::ZERO)
+        };
+        events.clear();
+        match poller.wait(&mut events, timeout) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        // A notify() returns without an event: check the inbox every turn (cheap when empty).
+        for s in inbox.iter().flat_map(|i| i.take()) {
+            adopt(s, &mut conns, &mut yielded);
+        }
+        for ev in events.iter() {
+            if ev.key == LISTENER {
+                accept_now = true;
+            } else {
+                drive(&mut conns, ev.key, &mut yielded);
+            }
+        }
+        if paused.is_some_and(|until| Instant::now() >= until) {
+            accept_now = true;
+        }
+    }
+    if let Some(l) = &listener {
+        let _ = poller.delete(l);
+    }
+    for (_, conn) in conns {
+        let _ = poller.delete(&conn.sock);
+        conn.close(&counters);
+        ctx.shared.closed();
+    }
+    Ok(())
+}

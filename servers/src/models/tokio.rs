@@ -1,0 +1,184 @@
+//! tokio: `tokio` runs one current-thread runtime per loop; `tokio-mt` one multi-thread runtime
+//! with `--threads` workers.
+//!
+//! Written the way tokio users write an echo server: an accept task per listener, one task per
+//! connection doing `read` then `write` with an owned buffer (backpressure comes free). Stop
+//! cancels the accept tasks, which abort their connection tasks; a guard in each connection task
+//! keeps the counters right when it is aborted. No `select!` on the data path: cancellation
+//! costs nothing per read.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::{Builder, Runtime};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::listen::{EXHAUSTED_PAUSE, Incoming};
+use crate::server::Ctx;
+use crate::stats::{LoopCounters, Shared};
+use crate::sys;
+
+pub(crate) fn run_current_thread(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
+    let rt = Builder::new_current_thread().enable_all().build()?;
+    serve(rt, vec![incoming], ctx)
+}
+
+pub(crate) fn run_multi_thread(incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(ctx.config.threads)
+        .thread_name("tokio-mt-worker")
+        .enable_all()
+        .build()?;
+    ctx.shared.setting("worker_threads", ctx.config.threads);
+    serve(rt, incoming, ctx)
+}
+
+fn serve(rt: Runtime, incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    ctx.stop.on_stop(move || t.cancel());
+    // One set of byte counters per runtime: exact for `tokio`, shared by the workers of
+    // `tokio-mt` (tasks move between workers, so per-worker counters would not be per-loop).
+    let counters = ctx.shared.new_loop();
+    let buffer = ctx.config.buffer_size;
+    rt.block_on(async {
+        let mut acceptors = JoinSet::new();
+        for source in incoming {
+            let (shared, counters, token) = (ctx.shared.clone(), counters.clone(), token.clone());
+            match source {
+                Incoming::Listener(l) => {
+                    l.set_nonblocking(true)?;
+                    let listener = TcpListener::from_std(l)?;
+                    acceptors.spawn(accept_loop(listener, buffer, shared, counters, token));
+                }
+                Incoming::Handoff(slot) => {
+                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                    slot.install(Box::new(move |s| {
+                        let _ = tx.send(s);
+                    }));
+                    acceptors.spawn(inbox_loop(rx, buffer, shared, counters, token));
+                }
+            }
+        }
+        ctx.ready();
+        while acceptors.join_next().await.is_some() {}
+        Ok(())
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    buffer: usize,
+    shared: Arc<Shared>,
+    counters: Arc<LoopCounters>,
+    token: CancellationToken,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    conns.spawn(echo(stream, buffer, shared.clone(), counters.clone()));
+                }
+                Err(e) if sys::is_fd_exhaustion(&e) => {
+                    shared.accept_error();
+                    log::warn!("accept: {e}; pausing accepts for {EXHAUSTED_PAUSE:?}");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(EXHAUSTED_PAUSE) => {}
+                    }
+                }
+                Err(e) => {
+                    shared.accept_error();
+                    log::debug!("accept: {e} (counted, still accepting)");
+                }
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+async fn inbox_loop(
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    buffer: usize,
+    shared: Arc<Shared>,
+    counters: Arc<LoopCounters>,
+    token: CancellationToken,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(stream) = inbox.recv() => {
+                let stream = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
+                match stream {
+                    Ok(s) => {
+                        conns.spawn(echo(s, buffer, shared.clone(), counters.clone()));
+                    }
+                    Err(_) => shared.accept_error(),
+                }
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// Keeps the counters right however a connection task ends, aborted included.
+struct Guard {
+    shared: Arc<Shared>,
+    counters: Arc<LoopCounters>,
+    held: usize,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.counters.dropped(self.held);
+        self.shared.closed();
+    }
+}
+
+async fn echo(
+    mut stream: TcpStream,
+    buffer: usize,
+    shared: Arc<Shared>,
+    counters: Arc<LoopCounters>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.opened();
+    let mut guard = Guard {
+        shared,
+        counters,
+        held: 0,
+    };
+    let mut buf = vec![0u8; buffer];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) => {
+                // Half-close: all read bytes are written; answer with our FIN.
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        guard.counters.read(n);
+        guard.held = n;
+        let mut off = 0;
+        while off < n {
+            match stream.write(&buf[off..n]).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    guard.counters.wrote(k);
+                    off += k;
+                    guard.held = n - off;
+                }
+            }
+        }
+    }
+}

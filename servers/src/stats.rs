@@ -1,0 +1,180 @@
+//! Counters a server keeps while it runs, and the [`ServerStats`] it hands back.
+//!
+//! Byte counters live per loop (one writer each, on their own cache line), so a loop never
+//! contends with another on its hot path; connection counters are server-wide atomics touched
+//! only on accept and close. This is not a metrics system: no histograms, no rates.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::config::Config;
+
+/// What a server did, returned when it stops (and available live from
+/// [`Server::stats`](crate::Server::stats)). Keys are part of the `serve` stdout contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// The model's registry name.
+    pub model: String,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections open now (0 after a clean stop).
+    pub open: u64,
+    /// Most connections open at once.
+    pub peak_open: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written back.
+    pub bytes_out: u64,
+    /// Most bytes held read-but-unsent at once: exact for one loop; with several loops, the sum
+    /// of each loop's peak (an upper bound). Bounded by open connections × `buffer_size`.
+    pub peak_buffered_bytes: u64,
+    /// Accept calls that failed (peer reset before accept, `EMFILE`, a descriptor `select`
+    /// cannot hold); never fatal.
+    pub accept_errors: u64,
+    /// Loops (or runtime workers).
+    pub threads: usize,
+    /// Per-connection buffer.
+    pub buffer_size: usize,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// How loops share the port.
+    pub accept_mode: String,
+    /// The model's own settings (ring sizes, limits), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Server-wide counters, touched on accept and close only.
+#[derive(Default)]
+pub(crate) struct Shared {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    peak_open: AtomicU64,
+    accept_errors: AtomicU64,
+    loops: Mutex<Vec<Arc<LoopCounters>>>,
+    settings: Mutex<BTreeMap<String, String>>,
+}
+
+impl Shared {
+    pub(crate) fn opened(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+        let now = self.open.fetch_add(1, Relaxed) + 1;
+        self.peak_open.fetch_max(now, Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counters for one more loop (or one group of threads that share them).
+    pub(crate) fn new_loop(&self) -> Arc<LoopCounters> {
+        let counters = Arc::new(LoopCounters::default());
+        self.loops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(counters.clone());
+        counters
+    }
+
+    /// Records a model-specific setting for the stats.
+    pub(crate) fn setting(&self, key: &str, value: impl ToString) {
+        self.settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), value.to_string());
+    }
+
+    pub(crate) fn snapshot(&self, model: &str, config: &Config) -> ServerStats {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        let sum =
+            |f: fn(&LoopCounters) -> &AtomicU64| loops.iter().map(|l| f(l).load(Relaxed)).sum();
+        ServerStats {
+            model: model.to_string(),
+            accepted: self.accepted.load(Relaxed),
+            open: self.open.load(Relaxed),
+            peak_open: self.peak_open.load(Relaxed),
+            bytes_in: sum(|l| &l.bytes_in),
+            bytes_out: sum(|l| &l.bytes_out),
+            peak_buffered_bytes: sum(|l| &l.peak_buffered),
+            accept_errors: self.accept_errors.load(Relaxed),
+            threads: config.threads,
+            buffer_size: config.buffer_size,
+            backlog: config.backlog,
+            accept_mode: config.accept.name().to_string(),
+            settings: self
+                .settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// One loop's byte counters, padded to their own cache lines so loops never share one.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct LoopCounters {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    buffered: AtomicU64,
+    peak_buffered: AtomicU64,
+}
+
+impl LoopCounters {
+    /// `n` bytes read and now held until written.
+    #[inline]
+    pub(crate) fn read(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+        let now = self.buffered.fetch_add(n as u64, Relaxed) + n as u64;
+        self.peak_buffered.fetch_max(now, Relaxed);
+    }
+
+    /// `n` held bytes written back.
+    #[inline]
+    pub(crate) fn wrote(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+        self.buffered.fetch_sub(n as u64, Relaxed);
+    }
+
+    /// A connection closed while still holding `n` bytes (reset by peer, stop).
+    pub(crate) fn dropped(&self, n: usize) {
+        if n > 0 {
+            self.buffered.fetch_sub(n as u64, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_up_across_loops() {
+        let shared = Shared::default();
+        let a = shared.new_loop();
+        let b = shared.new_loop();
+        shared.opened();
+        shared.opened();
+        shared.closed();
+        a.read(10);
+        a.wrote(4);
+        a.dropped(6);
+        b.read(3);
+        b.wrote(3);
+        shared.accept_error();
+        let s = shared.snapshot("x", &Config::default());
+        assert_eq!((s.accepted, s.open, s.peak_open), (2, 1, 2));
+        assert_eq!(
+            (s.bytes_in, s.bytes_out, s.peak_buffered_bytes),
+            (13, 7, 13)
+        );
+        assert_eq!(s.accept_errors, 1);
+        assert_eq!(a.buffered.load(Relaxed), 0);
+    }
+}

@@ -1,0 +1,47 @@
+//! `iomodels models`: the registry as a table, or just the names that run here.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+use servers::Model;
+
+use crate::exit::CliResult;
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    /// Print only the names of the models that run on this machine, one per line.
+    #[arg(long)]
+    names: bool,
+}
+
+pub fn run(args: &ModelsArgs) -> CliResult {
+    let mut out = String::new();
+    if args.names {
+        for m in Model::available() {
+            out.push_str(m.name());
+            out.push('\n');
+        }
+    } else {
+        out.push_str(&format!(
+            "{:<10} {:<9} {}\n",
+            "MODEL", "HERE", "DESCRIPTION"
+        ));
+        for &m in Model::ALL {
+            let (here, why) = match m.availability() {
+                Ok(()) => ("yes", String::new()),
+                Err(e) => ("no", format!(" [unavailable: {}]", e.reason)),
+            };
+            out.push_str(&format!(
+                "{:<10} {:<9} {}{}\n",
+                m.name(),
+                here,
+                m.description(),
+                why
+            ));
+        }
+    }
+    // A closed stdout (`| head`) is not an error.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,136 @@
+//! `iomodels serve MODEL`: start one model, print `listening ADDR`, stop on a signal (or stdin
+//! EOF), print the stats as one JSON line.
+//!
+//! stdout carries exactly those two lines (the contract `run` and scripts parse); everything
+//! else goes to stderr.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use servers::{AcceptMode, Config, Model, Server, StartError};
+
+use crate::exit::{CliError, CliResult};
+use crate::limits;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The I/O model (see `iomodels models`).
+    model: String,
+    /// Address to listen on; port 0 picks a free port (the real one is printed).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Event loops (one per thread); for tokio-mt, runtime workers.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Per-connection buffer in bytes (suffixes k, KiB, m, MiB allowed): the same for every model.
+    #[arg(long, default_value = "16KiB", value_parser = parse_bytes)]
+    buffer: usize,
+    /// Listen backlog.
+    #[arg(long, default_value_t = servers_default_backlog())]
+    backlog: i32,
+    /// How loops share the port with --threads > 1 (default: reuse-port where the OS balances it).
+    #[arg(long, value_parser = parse_accept)]
+    accept: Option<AcceptMode>,
+    /// Also stop when stdin reaches end of file (the portable stop `run` uses).
+    #[arg(long)]
+    stop_on_stdin_eof: bool,
+}
+
+fn servers_default_backlog() -> i32 {
+    Config::default().backlog
+}
+
+fn parse_accept(s: &str) -> Result<AcceptMode, String> {
+    match s {
+        "reuse-port" => Ok(AcceptMode::ReusePort),
+        "handoff" => Ok(AcceptMode::Handoff),
+        _ => Err(format!(
+            "'{s}' is not an accept mode (reuse-port or handoff)"
+        )),
+    }
+}
+
+/// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB` (binary multiples).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte count (e.g. 16384 or 16KiB)"))?;
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use k or m)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    let model: Model = args
+        .model
+        .parse()
+        .map_err(|e: String| CliError::usage(anyhow!(e)))?;
+    let config = Config {
+        threads: args.threads,
+        buffer_size: args.buffer,
+        backlog: args.backlog,
+        accept: args.accept.unwrap_or_else(AcceptMode::platform_default),
+    };
+    limits::raise_nofile();
+
+    let server = Server::start(model, args.listen, &config).map_err(|e| match e {
+        StartError::Io(_) => CliError::runtime(e),
+        _ => CliError::usage(e),
+    })?;
+    let stop = server.stop_handle();
+    let on_signal = stop.clone();
+    ctrlc::set_handler(move || on_signal.stop())
+        .context("cannot install the SIGINT/SIGTERM handler")
+        .map_err(CliError::runtime)?;
+    if args.stop_on_stdin_eof {
+        let on_eof = stop.clone();
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 256];
+            let mut stdin = std::io::stdin().lock();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+            on_eof.stop();
+        });
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening {}", server.local_addr());
+    let _ = out.flush();
+    drop(out);
+
+    let stats = server
+        .wait()
+        .context("server failed")
+        .map_err(CliError::runtime)?;
+    let line = serde_json::to_string(&stats)
+        .context("encoding stats")
+        .map_err(CliError::runtime)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts_parse() {
+        assert_eq!(parse_bytes("16384"), Ok(16384));
+        assert_eq!(parse_bytes("16KiB"), Ok(16384));
+        assert_eq!(parse_bytes("16k"), Ok(16384));
+        assert_eq!(parse_bytes("1m"), Ok(1 << 20));
+        assert!(parse_bytes("x").is_err());
+        assert!(parse_bytes("12q").is_err());
+    }
+}
