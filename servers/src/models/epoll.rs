@@ -36,9 +36,8 @@ impl Epoll {
     fn new() -> io::Result<Self> {
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: epoll_create1 just returned this descriptor and nothing else owns it.
-        Ok(Self {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd })
     }
 
     fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -79,7 +78,8 @@ impl EventFd {
     fn new() -> io::Result<Self> {
         let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
         // SAFETY: eventfd just returned this descriptor and nothing else owns it.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self(fd))
     }
 
     fn waker(&self) -> io::Result<impl Fn() + Send + Sync + 'static> {

@@ -1,0 +1,393 @@
+//! `iomodels models` and `iomodels serve` as a user (or `run`, or a script) sees them: exit
+//! codes, the stdout contract, signals, and the cases that need a server with its own
+//! descriptor limit (EMFILE, select's FD_SETSIZE, 10,000 connections), run as child processes.
+//!
+//! Time bounds here are liveness checks with generous slack, never speed claims.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_iomodels");
+
+fn iomodels(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run iomodels")
+}
+
+/// A `serve` child with its stdout reader, killed on drop if still running.
+struct Serve {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Self {
+        Self::start_with(Command::new(BIN), args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Self {
+        let mut child = cmd
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read listening line");
+        let addr = line
+            .strip_prefix("listening ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("expected `listening ADDR`, got {line:?}"));
+        Self {
+            child,
+            stdout,
+            addr,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    /// Waits (bounded) for exit; returns the exit code and the rest of stdout.
+    fn finish(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut rest = String::new();
+                self.stdout.read_to_string(&mut rest).unwrap();
+                return (status.code().unwrap_or(-1), rest);
+            }
+            assert!(Instant::now() < deadline, "serve did not exit within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// CPU seconds (user + system) the server has used, from /proc.
+    #[cfg(target_os = "linux")]
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // After the comm field: state is [0], utime [11], stime [12], in clock ticks (100 Hz).
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn echo_once(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(msg)?;
+    let mut got = vec![0; msg.len()];
+    s.read_exact(&mut got)?;
+    Ok(got)
+}
+
+fn stats_of(stdout_rest: &str) -> serde_json::Value {
+    let line = stdout_rest
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no stats line in {stdout_rest:?}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("stats line is not JSON ({e}): {line}"))
+}
+
+#[test]
+fn models_names_lists_exactly_the_available_models() {
+    let out = iomodels(&["models", "--names"]);
+    assert!(out.status.success());
+    let names: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = servers::Model::available()
+        .map(|m| m.name().to_string())
+        .collect();
+    assert_eq!(names, want);
+    #[cfg(target_os = "linux")]
+    for m in [
+        "blocking", "select", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt",
+    ] {
+        assert!(
+            names.iter().any(|n| n == m),
+            "{m} missing from models --names on Linux"
+        );
+    }
+    let table = String::from_utf8(iomodels(&["models"]).stdout).unwrap();
+    for m in servers::Model::ALL {
+        assert!(
+            table.contains(m.name()) && table.contains(m.description()),
+            "{m} missing from the table"
+        );
+    }
+}
+
+#[test]
+fn unknown_model_is_a_usage_error() {
+    let out = iomodels(&["serve", "nope", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown model 'nope'"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line on stderr: {err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn unavailable_models_are_refused_with_their_reason() {
+    // On Linux every model runs; elsewhere (macOS, Windows) this exercises the refusal.
+    for m in servers::Model::ALL
+        .iter()
+        .filter(|m| m.availability().is_err())
+    {
+        let out = iomodels(&["serve", m.name(), "--listen", "127.0.0.1:0"]);
+        assert_eq!(out.status.code(), Some(2), "{m}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("not available here"), "{err}");
+    }
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for args in [
+        &[
+            "serve",
+            "epoll",
+            "--threads",
+            "0",
+            "--listen",
+            "127.0.0.1:0",
+        ][..],
+        &[
+            "serve",
+            "blocking",
+            "--threads",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &["serve", "poll", "--buffer", "0", "--listen", "127.0.0.1:0"],
+        &["serve", "poll", "--buffer", "12q"],
+        &["serve", "poll", "--listen", "not-an-address"],
+        &["serve", "poll", "--accept", "sideways"],
+    ] {
+        let out = iomodels(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn port_in_use_is_a_usage_error_even_with_reuseport() {
+    let first = Serve::start(&["epoll", "--listen", "127.0.0.1:0", "--threads", "2"]);
+    let port = first.addr.to_string();
+    for model_args in [
+        &["poll"][..],
+        &["epoll", "--threads", "2"],
+        &["mio", "--threads", "2"],
+        &["tokio-mt", "--threads", "2"],
+    ] {
+        let mut args = model_args.to_vec();
+        args.extend(["--listen", &port]);
+        let mut full = vec!["serve"];
+        full.extend(args);
+        let out = iomodels(&full);
+        assert_eq!(out.status.code(), Some(2), "{model_args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("already in use"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // The first server is untouched.
+    assert_eq!(echo_once(first.addr, b"still mine").unwrap(), b"still mine");
+}
+
+#[test]
+fn serve_prints_listening_then_stats_on_sigint_sigterm_and_stdin_eof() {
+    for (model, how) in [
+        ("epoll", "INT"),
+        ("tokio", "TERM"),
+        ("blocking", "INT"),
+        ("mio", "eof"),
+    ] {
+        let server = Serve::start(&[model, "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"]);
+        assert_eq!(echo_once(server.addr, b"hello").unwrap(), b"hello");
+        let mut server = server;
+        match how {
+            "eof" => drop(server.child.stdin.take()),
+            sig => server.signal(&format!("-{sig}")),
+        }
+        let (code, rest) = server.finish();
+        assert_eq!(code, 0, "{model} stopped by {how}");
+        let stats = stats_of(&rest);
+        assert_eq!(stats["model"], model);
+        assert_eq!(stats["accepted"], 1);
+        assert_eq!(stats["bytes_in"], 5);
+        assert_eq!(stats["bytes_out"], 5);
+        assert_eq!(stats["open"], 0);
+        for key in [
+            "peak_open",
+            "peak_buffered_bytes",
+            "accept_errors",
+            "threads",
+            "buffer_size",
+        ] {
+            assert!(stats.get(key).is_some(), "stats lack {key}: {stats}");
+        }
+        assert_eq!(
+            rest.lines().count(),
+            1,
+            "stdout has exactly the stats line after `listening`"
+        );
+    }
+}
+
+/// Connects `n` clients (bounded), returning those that connected.
+#[cfg(target_os = "linux")]
+fn connect_many(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok())
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn emfile_pauses_accepting_without_spinning_and_recovers() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    for model in [
+        "blocking", "select", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt",
+    ] {
+        // A server limited to 64 descriptors, asked to hold 100 connections.
+        let mut cmd = Command::new("prlimit");
+        cmd.args(["--nofile=64:64", BIN]);
+        let server = Serve::start_with(cmd, &[model, "--listen", "127.0.0.1:0"]);
+        let mut clients = connect_many(server.addr, 100);
+        assert_eq!(clients.len(), 100, "{model}: the backlog takes them all");
+        std::thread::sleep(Duration::from_millis(300));
+        let before = server.cpu_seconds();
+        std::thread::sleep(Duration::from_secs(1));
+        let spent = server.cpu_seconds() - before;
+        assert!(
+            spent < 0.3,
+            "{model}: {spent:.2} s of CPU in 1 s at the descriptor limit (spinning?)"
+        );
+        // The last client is still in the backlog; free descriptors and it must be served.
+        let mut last = clients.pop().unwrap();
+        clients.truncate(10);
+        last.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        last.write_all(b"late").unwrap();
+        let mut got = [0u8; 4];
+        last.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{model}: no recovery after fds freed: {e}"));
+        assert_eq!(&got, b"late");
+        drop(clients);
+        drop(last);
+        server.signal("-INT");
+        let (code, rest) = server.finish();
+        assert_eq!(code, 0, "{model}");
+        let stats = stats_of(&rest);
+        assert!(
+            stats["accept_errors"].as_u64().unwrap() >= 1,
+            "{model}: EMFILE not counted: {stats}"
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn select_refuses_descriptors_past_fd_setsize_and_keeps_serving() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let server = Serve::start(&["select", "--listen", "127.0.0.1:0"]);
+    let clients = connect_many(server.addr, 1100);
+    assert_eq!(clients.len(), 1100);
+    // The first connections fit below FD_SETSIZE and are served.
+    for (i, c) in clients.iter().take(900).enumerate().step_by(100) {
+        let mut c = c;
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"ok?").unwrap();
+        let mut got = [0u8; 3];
+        c.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+    }
+    // The last ones were refused: the server closed them.
+    let mut last = clients.last().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = last.write_all(b"x");
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(last.read(&mut buf), Ok(0) | Err(_)),
+        "a connection past FD_SETSIZE was not refused"
+    );
+    drop(clients);
+    assert_eq!(echo_once(server.addr, b"after").unwrap(), b"after");
+    server.signal("-INT");
+    let (code, rest) = server.finish();
+    assert_eq!(code, 0);
+    let stats = stats_of(&rest);
+    assert!(
+        stats["accept_errors"].as_u64().unwrap() >= 70,
+        "refusals not counted: {stats}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ten_thousand_connections() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // One model at a time: the test process holds the 10,000 client ends itself.
+    for model in [
+        "blocking", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt",
+    ] {
+        let server = Serve::start(&[model, "--listen", "127.0.0.1:0"]);
+        let clients = connect_many(server.addr, 10_000);
+        assert_eq!(clients.len(), 10_000, "{model}");
+        // Every 97th client, and the last: the accept queue is FIFO, so once the last one is
+        // echoed every connection has been accepted and is open at once.
+        let sample = (0..clients.len()).step_by(97).chain([clients.len() - 1]);
+        for (i, mut c) in sample.map(|i| (i, &clients[i])) {
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c.write_all(&(i as u32).to_le_bytes()).unwrap();
+            let mut got = [0u8; 4];
+            c.read_exact(&mut got)
+                .unwrap_or_else(|e| panic!("{model} client {i}: {e}"));
+            assert_eq!(u32::from_le_bytes(got), i as u32);
+        }
+        drop(clients);
+        server.signal("-INT");
+        let (code, rest) = server.finish();
+        assert_eq!(code, 0, "{model}");
+        let stats = stats_of(&rest);
+        assert_eq!(stats["peak_open"], 10_000, "{model}: {stats}");
+        assert_eq!(stats["accept_errors"], 0, "{model}: {stats}");
+    }
+}
