@@ -13,7 +13,7 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
-use crate::stats::LoopCounters;
+use crate::stats::{LoopCounters, Shared};
 
 /// A reads-per-drive budget, so one client that keeps both directions busy cannot starve the
 /// other connections of a loop.
@@ -119,9 +119,11 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// Releases the connection's share of the buffered-bytes gauge; call when dropping it.
-    pub(crate) fn close(self, counters: &LoopCounters) {
+    /// Closes the connection: releases its share of the buffered-bytes gauge and counts it
+    /// closed. (Models that must deregister the socket first do so before calling this.)
+    pub(crate) fn close(self, counters: &LoopCounters, shared: &Shared) {
         counters.dropped(self.pending());
+        shared.closed();
     }
 }
 
@@ -132,7 +134,7 @@ pub(crate) fn drive_keyed<S: Socket>(
     conns: &mut slab::Slab<Conn<S>>,
     key: usize,
     yielded: &mut Vec<usize>,
-    shared: &crate::stats::Shared,
+    shared: &Shared,
     counters: &LoopCounters,
 ) -> Option<Status> {
     let conn = conns.get_mut(key)?;
@@ -140,10 +142,7 @@ pub(crate) fn drive_keyed<S: Socket>(
     match status {
         Status::WantRead | Status::WantWrite => {}
         Status::Yield => yielded.push(key),
-        Status::Done => {
-            conns.remove(key).close(counters);
-            shared.closed();
-        }
+        Status::Done => conns.remove(key).close(counters, shared),
     }
     Some(status)
 }
@@ -253,7 +252,6 @@ mod tests {
         assert_eq!(conn.sock.output.len(), 64 * READ_BUDGET);
         while conn.drive(&counters) == Status::Yield {}
         assert_eq!(conn.sock.output, data);
-        let c = conn;
-        c.close(&counters);
+        conn.close(&counters, &Shared::default());
     }
 }

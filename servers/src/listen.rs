@@ -186,9 +186,59 @@ pub(crate) fn accept_ready<T>(
     }
 }
 
-/// Time left until a pause ends, for a poll timeout (`None`: not paused, wait for events).
-pub(crate) fn pause_left(paused: Option<Instant>) -> Option<Duration> {
-    paused.map(|until| until.saturating_duration_since(Instant::now()))
+/// When a readiness loop calls `accept`: after the listener signalled, and again when a pause
+/// ends, since an edge-triggered (or oneshot) listener will not signal again by itself.
+pub(crate) struct Pacer {
+    due: bool,
+    paused: Option<Instant>,
+}
+
+impl Pacer {
+    /// `due`: accept on the first turn (connections may already be waiting).
+    pub(crate) fn new(due: bool) -> Self {
+        Self { due, paused: None }
+    }
+
+    /// The listener signalled readiness.
+    pub(crate) fn signalled(&mut self) {
+        if self.paused.is_none() {
+            self.due = true;
+        }
+    }
+
+    /// Whether the listener should be watched now; level-triggered loops drop it while paused,
+    /// or it would be reported ready on every turn.
+    pub(crate) fn watching(&self) -> bool {
+        self.paused.is_none()
+    }
+
+    /// How long the loop may sleep before a pause ends (`None`: no pause, wait for events).
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.paused
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Accepts (see [`accept_ready`]) if the listener signalled or a pause just ended; returns
+    /// how the round ended, or `None` if it was not due.
+    pub(crate) fn accept_if_due<T>(
+        &mut self,
+        shared: &Shared,
+        accept: impl FnMut() -> io::Result<T>,
+        adopt: impl FnMut(T),
+    ) -> Option<AcceptState> {
+        if self.paused.is_some_and(|until| Instant::now() >= until) {
+            self.paused = None;
+            self.due = true;
+        }
+        if !std::mem::take(&mut self.due) {
+            return None;
+        }
+        let state = accept_ready(shared, accept, adopt);
+        if let AcceptState::Paused(until) = state {
+            self.paused = Some(until);
+        }
+        Some(state)
+    }
 }
 
 /// A loop's inbox of handed-off connections.

@@ -9,12 +9,11 @@
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Instant;
 
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
-use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::listen::{Incoming, Pacer};
 use crate::server::Ctx;
 use crate::sys::timeout_ms;
 
@@ -119,8 +118,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     let mut conns: Slab<Conn<TcpStream>> = Slab::new();
     let mut yielded: Vec<usize> = Vec::new();
     let mut events: Vec<libc::epoll_event> = Vec::with_capacity(EVENTS);
-    let mut paused: Option<Instant> = None;
-    let mut accept_now = listener.is_some();
+    let mut pacer = Pacer::new(listener.is_some());
     ctx.ready();
 
     let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
@@ -144,24 +142,19 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     };
 
     while !ctx.stop.is_stopped() {
-        if accept_now && let Some(l) = &listener {
-            accept_now = false;
-            paused = None;
-            let state = accept_ready(
+        if let Some(l) = &listener {
+            pacer.accept_if_due(
                 &ctx.shared,
                 || l.accept().map(|(s, _)| s),
                 |s| adopt(s, &mut conns, &mut yielded),
             );
-            if let AcceptState::Paused(until) = state {
-                paused = Some(until);
-            }
         }
         // Drive connections that still had work left (or are new) before sleeping.
         for key in std::mem::take(&mut yielded) {
             drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
         }
         let timeout = if yielded.is_empty() {
-            timeout_ms(pause_left(paused))
+            timeout_ms(pacer.timeout())
         } else {
             0
         };
@@ -176,7 +169,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                         }
                     }
                 }
-                LISTENER => accept_now = paused.is_none(),
+                LISTENER => pacer.signalled(),
                 key => {
                     drive_keyed(
                         &mut conns,
@@ -188,13 +181,9 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                 }
             }
         }
-        if paused.is_some_and(|until| Instant::now() >= until) {
-            accept_now = true;
-        }
     }
     for (_, conn) in conns {
-        conn.close(&counters);
-        ctx.shared.closed();
+        conn.close(&counters, &ctx.shared);
     }
     Ok(())
 }

@@ -7,10 +7,10 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::conn::{Conn, Status};
-use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::listen::{Incoming, Pacer};
 use crate::server::Ctx;
 use crate::sys::{RawSock, raw};
 use crate::wake::WakeSocket;
@@ -50,14 +50,14 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
         Incoming::Handoff(slot) => (None, Some(slot.install_inbox(wake.waker()))),
     };
     let mut conns: Vec<(Conn<TcpStream>, Status)> = Vec::new();
-    let mut paused: Option<Instant> = None;
+    let mut pacer = Pacer::new(listener.is_some());
     ctx.ready();
 
     while !ctx.stop.is_stopped() {
         // Declare this turn's interest: wake-up, listener (unless paused), then connections.
         backend.clear();
         backend.add(raw(wake.socket()), true, false);
-        let listening = listener.as_ref().filter(|_| paused.is_none());
+        let listening = listener.as_ref().filter(|_| pacer.watching());
         if let Some(l) = listening {
             backend.add(raw(l), true, false);
         }
@@ -68,7 +68,7 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
             backend.add(raw(&conn.sock), !write, write);
         }
         let polled = conns.len();
-        backend.wait(pause_left(paused))?;
+        backend.wait(pacer.timeout())?;
 
         // Drive the ready connections before adopting new ones, so indexes still match.
         for (i, (conn, status)) in conns.iter_mut().enumerate() {
@@ -79,8 +79,7 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
         debug_assert_eq!(polled, conns.len());
         for i in (0..conns.len()).rev() {
             if conns[i].1 == Status::Done {
-                conns.swap_remove(i).0.close(&counters);
-                ctx.shared.closed();
+                conns.swap_remove(i).0.close(&counters, &ctx.shared);
             }
         }
 
@@ -93,24 +92,19 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
                 adopt(&backend, stream, ctx, &mut conns);
             }
         }
-        let resume = paused.is_some_and(|until| Instant::now() >= until);
-        if let Some(l) = &listener
-            && (resume || (listening.is_some() && backend.is_ready(1)))
-        {
-            paused = None;
-            let state = accept_ready(
+        if let Some(l) = &listener {
+            if listening.is_some() && backend.is_ready(1) {
+                pacer.signalled();
+            }
+            pacer.accept_if_due(
                 &ctx.shared,
                 || l.accept().map(|(s, _)| s),
                 |s| adopt(&backend, s, ctx, &mut conns),
             );
-            if let AcceptState::Paused(until) = state {
-                paused = Some(until);
-            }
         }
     }
     for (conn, _) in conns {
-        conn.close(&counters);
-        ctx.shared.closed();
+        conn.close(&counters, &ctx.shared);
     }
     Ok(())
 }

@@ -6,14 +6,13 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
-use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::listen::{Incoming, Pacer};
 use crate::server::Ctx;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -29,7 +28,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     ctx.stop.on_stop(move || {
         let _ = w.wake();
     });
-    let (mut listener, inbox) = match incoming {
+    let (listener, inbox) = match incoming {
         Incoming::Listener(l) => {
             l.set_nonblocking(true)?;
             let mut l = TcpListener::from_std(l);
@@ -49,8 +48,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     let mut conns: Slab<Conn<TcpStream>> = Slab::new();
     let mut yielded: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
-    let mut paused: Option<Instant> = None;
-    let mut accept_now = listener.is_some();
+    let mut pacer = Pacer::new(listener.is_some());
     ctx.ready();
 
     let adopt =
@@ -72,23 +70,18 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         };
 
     while !ctx.stop.is_stopped() {
-        if accept_now && let Some(l) = &mut listener {
-            accept_now = false;
-            paused = None;
-            let state = accept_ready(
+        if let Some(l) = &listener {
+            pacer.accept_if_due(
                 &ctx.shared,
                 || l.accept().map(|(s, _)| s),
                 |s| adopt(s, &mut conns, &mut yielded),
             );
-            if let AcceptState::Paused(until) = state {
-                paused = Some(until);
-            }
         }
         for key in std::mem::take(&mut yielded) {
             drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
         }
         let timeout = if yielded.is_empty() {
-            pause_left(paused)
+            pacer.timeout()
         } else {
             Some(std::time::Duration::ZERO)
         };
@@ -105,19 +98,15 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                         adopt(TcpStream::from_std(s), &mut conns, &mut yielded);
                     }
                 }
-                LISTENER => accept_now = paused.is_none(),
+                LISTENER => pacer.signalled(),
                 Token(key) => {
                     drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
                 }
             }
         }
-        if paused.is_some_and(|until| Instant::now() >= until) {
-            accept_now = true;
-        }
     }
     for (_, conn) in conns {
-        conn.close(&counters);
-        ctx.shared.closed();
+        conn.close(&counters, &ctx.shared);
     }
     Ok(())
 }

@@ -8,13 +8,13 @@
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polling::{Event, Events, Poller};
 use slab::Slab;
 
 use crate::conn::{Conn, Status};
-use crate::listen::{AcceptState, Incoming, accept_ready, pause_left};
+use crate::listen::{AcceptState, Incoming, Pacer};
 use crate::server::Ctx;
 
 const LISTENER: usize = usize::MAX - 1;
@@ -46,8 +46,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     let mut conns: Slab<Conn<TcpStream>> = Slab::new();
     let mut yielded: Vec<usize> = Vec::new();
     let mut events = Events::new();
-    let mut paused: Option<Instant> = None;
-    let mut accept_now = listener.is_some();
+    let mut pacer = Pacer::new(listener.is_some());
     ctx.ready();
 
     let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
@@ -82,38 +81,34 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
             Status::Done => {
                 let conn = conns.remove(key);
                 let _ = poller.delete(&conn.sock);
-                conn.close(&counters);
-                ctx.shared.closed();
+                conn.close(&counters, &ctx.shared);
                 return;
             }
         };
         if poller.modify(&conn.sock, rearm).is_err() {
             let conn = conns.remove(key);
             let _ = poller.delete(&conn.sock);
-            conn.close(&counters);
-            ctx.shared.closed();
+            conn.close(&counters, &ctx.shared);
         }
     };
 
     while !ctx.stop.is_stopped() {
-        if accept_now && let Some(l) = &listener {
-            accept_now = false;
-            paused = None;
-            let state = accept_ready(
+        if let Some(l) = &listener {
+            let state = pacer.accept_if_due(
                 &ctx.shared,
                 || l.accept().map(|(s, _)| s),
                 |s| adopt(s, &mut conns, &mut yielded),
             );
-            match state {
-                AcceptState::Paused(until) => paused = Some(until),
-                AcceptState::Drained => poller.modify(l, Event::readable(LISTENER))?,
+            // Oneshot: re-arm the listener once drained; while paused it stays disarmed.
+            if state == Some(AcceptState::Drained) {
+                poller.modify(l, Event::readable(LISTENER))?;
             }
         }
         for key in std::mem::take(&mut yielded) {
             drive(&mut conns, key, &mut yielded);
         }
         let timeout = if yielded.is_empty() {
-            pause_left(paused)
+            pacer.timeout()
         } else {
             Some(Duration::ZERO)
         };
@@ -129,13 +124,10 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         }
         for ev in events.iter() {
             if ev.key == LISTENER {
-                accept_now = true;
+                pacer.signalled();
             } else {
                 drive(&mut conns, ev.key, &mut yielded);
             }
-        }
-        if paused.is_some_and(|until| Instant::now() >= until) {
-            accept_now = true;
         }
     }
     if let Some(l) = &listener {
@@ -143,8 +135,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     }
     for (_, conn) in conns {
         let _ = poller.delete(&conn.sock);
-        conn.close(&counters);
-        ctx.shared.closed();
+        conn.close(&counters, &ctx.shared);
     }
     Ok(())
 }

@@ -46,22 +46,22 @@ fn serve(rt: Runtime, incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
     let buffer = ctx.config.buffer_size;
     rt.block_on(async {
         let mut acceptors = JoinSet::new();
-        for source in incoming {
-            let (shared, counters, token) = (ctx.shared.clone(), counters.clone(), token.clone());
-            match source {
+        for incoming in incoming {
+            let source = match incoming {
                 Incoming::Listener(l) => {
                     l.set_nonblocking(true)?;
-                    let listener = TcpListener::from_std(l)?;
-                    acceptors.spawn(accept_loop(listener, buffer, shared, counters, token));
+                    Source::Listener(TcpListener::from_std(l)?)
                 }
                 Incoming::Handoff(slot) => {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                     slot.install(Box::new(move |s| {
                         let _ = tx.send(s);
                     }));
-                    acceptors.spawn(inbox_loop(rx, buffer, shared, counters, token));
+                    Source::Inbox(rx)
                 }
-            }
+            };
+            let (shared, counters, token) = (ctx.shared.clone(), counters.clone(), token.clone());
+            acceptors.spawn(accept_loop(source, buffer, shared, counters, token));
         }
         ctx.ready();
         while acceptors.join_next().await.is_some() {}
@@ -69,8 +69,31 @@ fn serve(rt: Runtime, incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
     })
 }
 
+/// Where an accept task's connections come from.
+enum Source {
+    Listener(TcpListener),
+    /// Handed over by the acceptor thread (`--accept handoff`).
+    Inbox(tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>),
+}
+
+impl Source {
+    /// The next connection; `None` once the inbox is closed (the server is stopping).
+    async fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        match self {
+            Source::Listener(l) => Some(l.accept().await.map(|(s, _)| s)),
+            Source::Inbox(rx) => {
+                let s = rx.recv().await?;
+                Some(
+                    s.set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(s)),
+                )
+            }
+        }
+    }
+}
+
 async fn accept_loop(
-    listener: TcpListener,
+    mut source: Source,
     buffer: usize,
     shared: Arc<Shared>,
     counters: Arc<LoopCounters>,
@@ -81,11 +104,12 @@ async fn accept_loop(
         tokio::select! {
             _ = token.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = source.next() => match accepted {
+                None => break,
+                Some(Ok(stream)) => {
                     conns.spawn(echo(stream, buffer, shared.clone(), counters.clone()));
                 }
-                Err(e) if sys::is_fd_exhaustion(&e) => {
+                Some(Err(e)) if sys::is_fd_exhaustion(&e) => {
                     shared.accept_error();
                     log::warn!("accept: {e}; pausing accepts for {EXHAUSTED_PAUSE:?}");
                     tokio::select! {
@@ -93,35 +117,9 @@ async fn accept_loop(
                         _ = tokio::time::sleep(EXHAUSTED_PAUSE) => {}
                     }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     shared.accept_error();
                     log::debug!("accept: {e} (counted, still accepting)");
-                }
-            }
-        }
-    }
-    conns.shutdown().await;
-}
-
-async fn inbox_loop(
-    mut inbox: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
-    buffer: usize,
-    shared: Arc<Shared>,
-    counters: Arc<LoopCounters>,
-    token: CancellationToken,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            Some(stream) = inbox.recv() => {
-                let stream = stream.set_nonblocking(true).and_then(|()| TcpStream::from_std(stream));
-                match stream {
-                    Ok(s) => {
-                        conns.spawn(echo(s, buffer, shared.clone(), counters.clone()));
-                    }
-                    Err(_) => shared.accept_error(),
                 }
             }
         }
