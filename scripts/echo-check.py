@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""echo-check.py: an independent, black-box checker for RFC 862 echo servers (the iomodels servers).
+"""echo-check.py: an independent, black-box checker for the iomodels RFC 862 echo servers.
 
 Why it exists, and why it is independent
 ----------------------------------------
@@ -27,7 +27,11 @@ What it checks (each check has its own time limit and says what went wrong)
   concurrency  300 connections opened at once (all connected before any data), then each does
                10 round trips of 1..4096 random bytes, all driven by one `selectors` loop.
   half-close   100 KiB then shutdown(SHUT_WR): everything must still be echoed, and then the
-               server must close its side (EOF) within 5 s.
+               server must close its side (EOF) within 5 s. Then the same with the FIN sent
+               while the server still holds echo it could not write yet (write without reading
+               until the writer stalls, SHUT_WR at once, then read): loopback buffers swallow
+               100 KiB whole, so only this second part catches a server that drops its pending
+               echo when it sees EOF.
   reset-storm  500 connections in bursts of 50; half send data first (some 256 KiB that the
                server cannot finish echoing, some reset just after the echo started), and every
                one is closed with SO_LINGER {1, 0}, i.e. a TCP RST. Afterwards a fresh
@@ -59,7 +63,8 @@ With --serve and --models-from the checker also owns the server process:
                  accepted <= connections attempted, and >= connections that echoed a byte;
                  peak_open >= 300 if concurrency passed (300 connections were provably open
                    and echoing at the same time; an echo server never closes first);
-                 peak_buffered_bytes < 32 MiB if the non-reading check ran.
+                 peak_buffered_bytes < 32 MiB if the non-reading check ran;
+                 with --models-from, a "model" key (if present) names the model started.
 
 Usage
 -----
@@ -76,9 +81,10 @@ Output: one line per check, `PASS name (detail) 0.42s` or `FAIL name: reason (2.
 check passed, 1 if any failed, 2 on a usage error.
 
 All traffic goes to the address given (127.0.0.1 for servers the checker starts). Every wait
-is bounded, every started server is stopped (SIGINT, then SIGKILL of its process group if
-needed) even when the checker fails or is interrupted, and a server dies with the checker
-(PR_SET_PDEATHSIG) if the checker itself is killed.
+is bounded (a transfer also fails after 10 s with no byte moving, so a hung server fails in
+seconds, not minutes; each check also has a watchdog). Every started server is stopped
+(SIGINT, then SIGKILL of its process group if needed) even when the checker fails or is
+interrupted, and dies with the checker (PR_SET_PDEATHSIG) if the checker itself is killed.
 """
 
 import argparse
@@ -296,21 +302,24 @@ def resolve(addr):
 
 
 def pump(ctx, s, data, timeout, *, shut_wr=False, until_eof=False, eof_timeout=5.0,
-         hold_reads=0.0, chunk=256 * KiB):
+         hold_reads=0.0, chunk=256 * KiB, present=0, stall=10.0):
     """Send `data` on `s` while reading its echo back (non-blocking, so server backpressure
     cannot deadlock us), and verify every byte. Optionally shut down our write side once all is
     sent and require the server's EOF after the echo; optionally read nothing for the first
-    `hold_reads` seconds. Returns a dict with what happened."""
+    `hold_reads` seconds. The first `present` bytes of `data` count as sent already. Fails
+    after `timeout` seconds in all, or after `stall` seconds without a byte moving either way.
+    Returns a dict with what happened."""
     s.setblocking(False)
     total = len(data)
     view = memoryview(data)
     exp = Expect(data)
-    sent = 0
+    sent = present
     eof = False
     t0 = time.monotonic()
     deadline = t0 + ctx.t(timeout)
     reads_from = t0 + hold_reads
     info = {"held_sent": None, "echo_done": None, "eof_after": None}
+    last_move = reads_from
     sel = selectors.DefaultSelector()
     registered = None
 
@@ -326,6 +335,8 @@ def pump(ctx, s, data, timeout, *, shut_wr=False, until_eof=False, eof_timeout=5
                 if exp.pos == total and until_eof:
                     raise CheckFail("all data echoed, but the server never closed the connection")
                 raise CheckFail(f"timed out after {now - t0:.1f}s: {progress()}")
+            if exp.pos < total and now - last_move > ctx.t(stall):
+                raise CheckFail(f"no byte moved for {ctx.t(stall):.0f}s: {progress()}")
             if info["echo_done"] is not None and until_eof and \
                     now - info["echo_done"] > ctx.t(eof_timeout):
                 raise CheckFail(f"all {total} bytes echoed, but no EOF from the server within "
@@ -351,6 +362,7 @@ def pump(ctx, s, data, timeout, *, shut_wr=False, until_eof=False, eof_timeout=5
                 if ev & selectors.EVENT_WRITE and sent < total:
                     try:
                         sent += ctx.send(s, view[sent:sent + chunk])
+                        last_move = max(last_move, time.monotonic())
                     except (BlockingIOError, InterruptedError):
                         pass
                     except OSError as e:
@@ -371,6 +383,7 @@ def pump(ctx, s, data, timeout, *, shut_wr=False, until_eof=False, eof_timeout=5
                         info["eof_after"] = time.monotonic() - info["echo_done"]
                         continue
                     exp.feed(b)
+                    last_move = max(last_move, time.monotonic())
                     if exp.pos == total and info["echo_done"] is None:
                         info["echo_done"] = time.monotonic()
     finally:
@@ -630,17 +643,48 @@ def check_concurrency(ctx):
 
 
 def check_half_close(ctx):
-    # A small receive buffer and 0.5 s without reading: the server's echo backs up, so when our
-    # FIN arrives it still has echo to write. A server that closes at EOF without writing what
-    # it still holds fails here; with fast loopback buffers it would otherwise slip through.
+    # 1. The plain case: 100 KiB, SHUT_WR, read to EOF.
     data = ctx.rng.randbytes(100 * KiB)
-    s = ctx.connect(rcvbuf=8 * KiB)
+    s = ctx.connect()
     try:
-        info = pump(ctx, s, data, 20, shut_wr=True, until_eof=True, eof_timeout=5,
-                    hold_reads=0.5)
+        info = pump(ctx, s, data, 20, shut_wr=True, until_eof=True, eof_timeout=5)
+    except CheckFail as e:
+        raise CheckFail(f"100 KiB then SHUT_WR: {e}") from None
     finally:
         ctx.close(s)
-    return f"100 KiB echoed after SHUT_WR, EOF {info['eof_after'] * 1000:.0f} ms later"
+    eof1 = info["eof_after"]
+    # 2. FIN while the server still holds echo it has not written: write without reading until
+    # the writer stalls (every buffer on the way is full), SHUT_WR at once, then read. Loopback
+    # buffers swallow 100 KiB whole, so a server that drops its pending echo when it sees EOF
+    # passes part 1 and fails here.
+    data = ctx.rng.randbytes(16 * MiB)
+    view = memoryview(data)
+    s = ctx.connect()
+    sel = selectors.DefaultSelector()
+    sent = 0
+    try:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_WRITE)
+        limit = time.monotonic() + ctx.t(5)
+        while sent < len(data) and time.monotonic() < limit:
+            if not sel.select(0.2):
+                break  # stalled for 0.2 s: the pipe is full
+            try:
+                sent += ctx.send(s, view[sent:sent + 1 * MiB])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as e:
+                raise CheckFail(f"stalled writer: send failed after {sent} bytes: {e}") from None
+        s.shutdown(socket.SHUT_WR)
+        try:
+            info = pump(ctx, s, data[:sent], 20, until_eof=True, eof_timeout=5, present=sent)
+        except CheckFail as e:
+            raise CheckFail(f"SHUT_WR after {sent} bytes written without reading: {e}") from None
+    finally:
+        sel.close()
+        ctx.close(s)
+    return (f"100 KiB, EOF {eof1 * 1000:.0f} ms after the echo; {fmt_bytes(sent)} with SHUT_WR "
+            f"while stalled, EOF {info['eof_after'] * 1000:.0f} ms after the echo")
 
 
 def fresh_echo(ctx, what):
@@ -1050,9 +1094,8 @@ def verify_stats(ctx, stats):
         if bi == bo:
             notes.append(f"bytes_in = bytes_out = {bi}")
         else:
-            notes.append(f"bytes_in - bytes_out = {bi - bo}, within the {sent - received} bytes "
-                         f"the checker sent on connections it reset before reading their echo "
-                         f"(the server read them but could not write them back)")
+            notes.append(f"bytes_in - bytes_out = {bi - bo} <= {sent - received} bytes sent but "
+                         f"never read back (reset-storm connections: read, then not writable)")
     if stats["accepted"] > ctx.attempted:
         problems.append(f"accepted = {stats['accepted']} but the checker opened only "
                         f"{ctx.attempted} connections")
@@ -1071,7 +1114,7 @@ def verify_stats(ctx, stats):
     return problems, notes
 
 
-def serve_and_check(cmd, names, args, rep):
+def serve_and_check(cmd, names, args, rep, model=None):
     """Start a server, check it, stop it. Results go to rep."""
     server = ServerProcess(cmd, verbose=args.verbose, scale=args.timeout_scale, wine=args.wine)
     t0 = time.monotonic()
@@ -1127,11 +1170,15 @@ def serve_and_check(cmd, names, args, rep):
                     f"non-negative integers {bad}: {texts[0][:300]}")
             return
         problems, notes = verify_stats(ctx, stats)
+        if model is not None and "model" in stats and stats["model"] != model:
+            problems.append(f"stats say model {stats['model']!r}, but {model!r} was started")
         if problems:
             rep.add("stop", False, took, "; ".join(problems) + f" [stats: {texts[0][:300]}]")
         else:
-            rep.add("stop", True, took, f"exit 0; " + "; ".join(notes))
+            rep.add("stop", True, took, "exit 0; " + "; ".join(notes))
     finally:
+        if args.verbose and server.errf:
+            print(f"    server stderr{server.stderr_tail(2000) or ': (empty)'}", file=rep.out)
         server.kill()
 
 
@@ -1260,7 +1307,7 @@ def main(argv=None):
                 print(f"== {m}", flush=True)
                 per_model[m] = Reporter(prefix="  ")
                 serve_and_check(prefix + [args.models_from, "serve", m, "--listen",
-                                          "127.0.0.1:0"], names, args, per_model[m])
+                                          "127.0.0.1:0"], names, args, per_model[m], model=m)
             columns = ["start"] + [n for n in CHECK_NAMES if n in names] + ["stop"]
             print_table(models, per_model, columns)
             passed = sum(r.passed for r in per_model.values())
