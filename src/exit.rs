@@ -26,11 +26,17 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: USAGE, error: error.into() }
+        Self {
+            code: USAGE,
+            error: error.into(),
+        }
     }
 
     pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: RUNTIME, error: error.into() }
+        Self {
+            code: RUNTIME,
+            error: error.into(),
+        }
     }
 }
 
