@@ -32,11 +32,14 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA};
 use crate::rng::Rng;
+use crate::timer::Timer;
 use crate::workload::{Arrival, Limit, Workload};
 use crate::{LoadError, Progress, Stop, cpu, host};
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
 const IDLE_BASE: usize = 1 << 30;
+/// The open-loop send timer's token, just below the idle range.
+const TIMER: Token = Token(IDLE_BASE - 1);
 /// How often a worker scans its connections for timeouts and due reconnects.
 const TICK: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -783,6 +786,11 @@ fn worker(
         .rate
         .filter(|r| *r > 0.0)
         .map(|r| Schedule::new(go.t0, r, plan.phase, o.arrival, seed ^ 0x5C4E_D01E));
+    let mut timer = if schedule.is_some() {
+        Timer::new(poll.registry(), TIMER)
+    } else {
+        None
+    };
     let first_index = -(o.warmup.as_nanos().div_ceil(SECOND.as_nanos()) as i64);
     let mut wk = Worker {
         w,
@@ -861,11 +869,13 @@ fn worker(
             wake = wake.min(e);
         }
         let mut timeout = wake.saturating_duration_since(now);
+        let mut spinning = false;
         if let Some(s) = &schedule {
             let d = s.next.saturating_duration_since(now);
-            if d < timeout {
-                // Sleep whole milliseconds only (poll rounds up), then spin the rest.
+            if d < timeout && !timer.as_mut().is_some_and(|t| t.arm(s.next, d)) {
+                // No precise timer: sleep whole milliseconds only (poll rounds up), then spin.
                 timeout = Duration::from_millis(d.as_millis() as u64);
+                spinning = timeout.is_zero();
             }
         }
         if let Err(e) = wk.poll.poll(&mut events, Some(timeout)) {
@@ -877,12 +887,15 @@ fn worker(
                 .push(format!("poll failed, the run ended early: {e}"));
             break;
         }
-        if timeout.is_zero() && events.is_empty() {
+        if spinning && events.is_empty() {
             // Spinning for an open-loop send: let a co-located server thread run meanwhile.
             std::thread::yield_now();
         }
         for ev in events.iter() {
             let t = ev.token().0;
+            if ev.token() == TIMER {
+                continue;
+            }
             if t >= IDLE_BASE {
                 wk.idle_event(t - IDLE_BASE);
                 continue;

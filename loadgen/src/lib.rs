@@ -15,6 +15,7 @@ mod engine;
 mod host;
 mod report;
 mod rng;
+mod timer;
 mod workload;
 
 use std::sync::Arc;
