@@ -120,6 +120,9 @@ struct Go {
     end: Option<Instant>,
 }
 
+/// Interval histograms merged across threads: corrected, uncorrected, threads reported.
+type Merged = (Histogram<u64>, Option<Histogram<u64>>, usize);
+
 /// What one worker is responsible for.
 struct Plan {
     id: usize,
@@ -246,8 +249,7 @@ pub fn run(
 
         let mut cpu_start = None;
         let mut warnings = Vec::new();
-        let mut pending: BTreeMap<i64, (Histogram<u64>, Option<Histogram<u64>>, usize)> =
-            BTreeMap::new();
+        let mut pending: BTreeMap<i64, Merged> = BTreeMap::new();
         let (mut live_requests, mut live_errors, mut done) = (0u64, 0u64, 0);
         while done < threads {
             let now = Instant::now();
