@@ -13,10 +13,10 @@
 //! first byte); in open loop it starts at its intended send time, and the actual send stamp
 //! feeds the uncorrected histogram and the send lag. It ends when the `read` that completes the
 //! response returns. Waiting is by sleeping in `poll`, so figures include the OS wake-up cost of
-//! a sleeping client (≈ 40 µs per round trip on the reference VM), not a spinning one's — except
-//! that open loop spins for at most the last millisecond before an intended send, because the
-//! poll timeout has 1 ms granularity and a late send would otherwise be counted as the server's
-//! latency.
+//! a sleeping client (≈ 40 µs per round trip on the reference VM), not a spinning one's. Open
+//! loop wakes for each intended send with a precise timer ([`crate::timer`]); where there is
+//! none it spins through the last millisecond, because the poll timeout has 1 ms granularity and
+//! a late send would otherwise be counted as the server's latency.
 //!
 //! This module deliberately does not format, print or write files; it returns a [`Report`].
 
