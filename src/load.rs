@@ -163,9 +163,9 @@ impl TryFrom<LoadArgs> for Workload {
         o.no_verify = a.no_verify;
         o.connect_per_request = a.connect_per_request;
         o.idle = a.idle;
-        if let Some(t) = a.threads {
-            o.threads = t;
-        }
+        // The default is one thread per CPU, but never more threads than connections; an
+        // explicit --threads above that is kept and reported as reduced by the run.
+        o.threads = a.threads.unwrap_or(o.threads.min(o.connections.max(1)));
         o.cpus = a.cpus;
         if let Some(s) = a.seed {
             o.seed = s;

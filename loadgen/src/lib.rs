@@ -26,6 +26,14 @@ pub use engine::run;
 pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA};
 pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
 
+/// User and system CPU time this process has used so far (all threads), from the OS.
+///
+/// Public so that comparison clients (`examples/blocking_client.rs`) measure CPU exactly the way
+/// `client_cpu` does.
+pub fn process_cpu_times() -> std::io::Result<(Duration, Duration)> {
+    cpu::process_times().map(|t| (t.user, t.system))
+}
+
 /// A cheap, cloneable "please stop" flag; the CLI sets it on Ctrl-C.
 ///
 /// Workers read it once per event-loop turn (at least every few milliseconds), so a stop is
