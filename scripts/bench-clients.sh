@@ -10,7 +10,7 @@
 #   scripts/bench-clients.sh                      # server: target/release/iomodels serve epoll
 #   scripts/bench-clients.sh --addr 127.0.0.1:7700  # an already running server
 #   scripts/bench-clients.sh -- CMD ARGS...       # any server command that prints `listening ADDR`
-#     e.g. scripts/bench-clients.sh -- python3 scripts/known-latency-server.py
+#     e.g. scripts/bench-clients.sh -- target/release/examples/echo_server
 # Environment: DUR (seconds per run, default 5), CONNS (50), SIZE (512).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ elif [[ ${1:-} == -- ]]; then
 fi
 
 cargo build --release -q -p iomodels --bin iomodels
-cargo build --release -q -p loadgen --example blocking_client
+cargo build --release -q -p loadgen --example blocking_client --example echo_server
 IOMODELS=target/release/iomodels
 BLOCKING=target/release/examples/blocking_client
 WORK=$(mktemp -d)

@@ -71,7 +71,7 @@ pub struct LoadArgs {
     pub threads: Option<usize>,
     /// Pin threads round-robin to these CPUs, e.g. 0,2-3.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
     /// Write the result JSON here (atomically).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -95,8 +95,12 @@ fn parse_range(s: &str) -> Result<(usize, usize), String> {
     Ok((p(a)?, p(b)?))
 }
 
+/// A parsed `--cpus` list. A newtype because clap reads a bare `Vec` as "many values".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// `0,2-3` → [0, 2, 3].
-pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let p = |v: &str| {
@@ -118,7 +122,7 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     if out.is_empty() {
         return Err("empty CPU list".into());
     }
-    Ok(out)
+    Ok(CpuList(out))
 }
 
 fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
@@ -166,7 +170,7 @@ impl TryFrom<LoadArgs> for Workload {
         // The default is one thread per CPU, but never more threads than connections; an
         // explicit --threads above that is kept and reported as reduced by the run.
         o.threads = a.threads.unwrap_or(o.threads.min(o.connections.max(1)));
-        o.cpus = a.cpus;
+        o.cpus = a.cpus.map(|c| c.0);
         if let Some(s) = a.seed {
             o.seed = s;
         }
@@ -342,7 +346,7 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cpus("0,2-3").unwrap(), CpuList(vec![0, 2, 3]));
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
     }

@@ -95,6 +95,12 @@ fn good_run_writes_contract_json_and_hlog() {
         "500ms",
         "--warmup",
         "100ms",
+        "--cpus",
+        "0-1",
+        "--size-range",
+        "16..256",
+        "--depth",
+        "2",
         "--json",
         json.to_str().unwrap(),
         "--hlog",
@@ -137,6 +143,8 @@ fn good_run_writes_contract_json_and_hlog() {
     assert_eq!(v["schema"], "iomodels.result/1");
     assert_eq!(v["workload"]["connections"], 2);
     assert_eq!(v["workload"]["duration"], 0.5);
+    assert_eq!(v["workload"]["size_range"]["max"], 256);
+    assert_eq!(v["pinning"], serde_json::json!([0, 1]));
     assert!(v["requests"].as_u64().unwrap() > 0);
     assert!(
         std::fs::read_to_string(&hlog)
