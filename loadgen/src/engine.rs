@@ -719,6 +719,14 @@ fn worker(
     };
     let mut conns = Vec::with_capacity(plan.conns);
     let now = Instant::now();
+    // All blocking connects together get one `timeout`: a server that stopped accepting (full
+    // backlog, SYNs dropped) must not hold the start for `timeout` per connection. Whatever is
+    // not connected by then is left to the event loop's non-blocking reconnects.
+    let budget_end = now + o.timeout;
+    let budget = || {
+        let left = budget_end.saturating_duration_since(Instant::now());
+        (!left.is_zero() && !stop.is_stopped()).then_some(left)
+    };
     for i in 0..plan.conns {
         let mut c = Conn {
             stream: None,
@@ -729,8 +737,8 @@ fn worker(
         };
         if o.connect_per_request {
             c.state = State::Free;
-        } else if !give_up {
-            match connect_blocking(o.addr, o.timeout).and_then(|mut s| {
+        } else if let Some(left) = budget().filter(|_| !give_up) {
+            match connect_blocking(o.addr, left).and_then(|mut s| {
                 poll.registry().register(
                     &mut s,
                     Token(i),
@@ -753,7 +761,7 @@ fn worker(
     }
     if o.connect_per_request && plan.conns > 0 {
         // One probe so a dead target fails fast here too; closed again at once.
-        match std::net::TcpStream::connect_timeout(&o.addr, o.timeout) {
+        match std::net::TcpStream::connect_timeout(&o.addr, budget().unwrap_or(o.timeout)) {
             Ok(_) => connected += 1,
             Err(e) => {
                 give_up = true;
@@ -763,12 +771,16 @@ fn worker(
     }
     let mut idle = Vec::with_capacity(plan.idle);
     for j in 0..plan.idle {
-        if give_up {
+        let Some(left) = budget().filter(|_| !give_up) else {
+            warnings.push(format!(
+                "{} idle connections were not opened in time",
+                plan.idle - j
+            ));
             break;
-        }
+        };
         // Registered for READABLE only: an idle connection is never written, so the only
         // events it can produce are a close or an error from the server.
-        match connect_blocking(o.addr, o.timeout).and_then(|mut s| {
+        match connect_blocking(o.addr, left).and_then(|mut s| {
             poll.registry()
                 .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
             Ok(s)
