@@ -866,6 +866,22 @@ fn worker(
         if go.end.is_some_and(|e| now >= e) || wk.share.is_some_and(|s| wk.out.requests >= s) {
             break;
         }
+        // A request-count run has no deadline; it must still end if the server is gone for
+        // good. Three timeouts without a single completion is "gone", not "slow".
+        if wk.share.is_some() && now >= go.warm_end {
+            let since = wk
+                .out
+                .last_completion
+                .unwrap_or(go.warm_end)
+                .max(go.warm_end);
+            if now.saturating_duration_since(since) > 3 * wk.timeout {
+                wk.out.warnings.push(format!(
+                    "gave up: no request completed for {:?} (3 × --timeout)",
+                    3 * wk.timeout
+                ));
+                break;
+            }
+        }
         wk.roll(now);
         if now >= next_tick {
             wk.maintain(now);

@@ -198,3 +198,21 @@ fn progress_is_reported() {
     assert!(r.requests > 0);
     assert!(seen.get() >= 2, "{}", seen.get());
 }
+
+#[test]
+fn request_count_run_gives_up_when_the_server_is_gone() {
+    let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(300)));
+    let mut o = options(srv.addr);
+    o.duration = None;
+    o.requests = Some(u64::MAX / 2);
+    o.timeout = Duration::from_millis(200);
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("gave up")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.errors.total > 0);
+}
