@@ -34,7 +34,14 @@ BLOCKING=target/release/examples/blocking_client
 WORK=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
-  if [[ -n $SERVER_PID ]]; then kill -INT "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [[ -n $SERVER_PID ]]; then
+    # SIGINT first (the server's graceful stop), but a background job of a non-interactive
+    # shell may ignore SIGINT, so fall back to SIGTERM after a grace period.
+    kill -INT "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
