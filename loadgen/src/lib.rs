@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use engine::run;
-pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA};
+pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram};
 pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
 
 /// User and system CPU time this process has used so far (all threads), from the OS.
