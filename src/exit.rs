@@ -14,7 +14,6 @@ pub const USAGE: u8 = 2;
 #[allow(dead_code)]
 pub const SOME_FAILED: u8 = 3;
 /// 130: interrupted; partial results were written and marked `interrupted`.
-#[allow(dead_code)]
 pub const INTERRUPTED: u8 = 130;
 
 /// An error that already knows its exit code.

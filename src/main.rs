@@ -7,6 +7,7 @@
 
 mod exit;
 mod limits;
+mod load;
 mod logger;
 mod models;
 mod serve;
@@ -29,6 +30,8 @@ enum Command {
     Models(models::ModelsArgs),
     /// Run one model's echo server until SIGINT/SIGTERM (or stdin EOF with --stop-on-stdin-eof).
     Serve(serve::ServeArgs),
+    /// Load an echo server (closed or open loop) and measure latency, throughput and CPU.
+    Load(Box<load::LoadArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Models(args) => models::run(&args),
         Command::Serve(args) => serve::run(args),
+        Command::Load(args) => load::run(*args),
     };
     match result {
         Ok(code) => code,

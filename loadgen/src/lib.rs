@@ -1,1 +1,93 @@
+//! `loadgen`: the echo load generator of iomodels, as a library.
+//!
+//! A validated [`Workload`] goes in, a plain [`Report`] comes out. In between, [`run`] drives one
+//! `mio` event loop per thread (closed loop, open loop, connect-per-request), records latency in
+//! per-thread HdrHistograms and merges them once at the end.
+//!
+//! This crate deliberately does not print, exit, parse flags or decide exit codes: that is the
+//! binary's job. The only output it writes is on request, through [`Report::write_json`] and
+//! [`Report::write_hlog`], atomically.
+#![deny(unsafe_code)]
 
+mod atomic_file;
+mod cpu;
+mod engine;
+mod host;
+mod report;
+mod rng;
+mod timer;
+mod workload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use engine::run;
+pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram};
+pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
+
+/// User and system CPU time this process has used so far (all threads), from the OS.
+///
+/// Public so that comparison clients (`examples/blocking_client.rs`) measure CPU exactly the way
+/// `client_cpu` does.
+pub fn process_cpu_times() -> std::io::Result<(Duration, Duration)> {
+    cpu::process_times().map(|t| (t.user, t.system))
+}
+
+/// A cheap, cloneable "please stop" flag; the CLI sets it on Ctrl-C.
+///
+/// Workers read it once per event-loop turn (at least every few milliseconds), so a stop is
+/// honoured promptly without any lock on the hot path.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the run to end early; its report will say `interrupted: true`.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A live view of the run, handed to the progress callback about once a second.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Time since the connections were up and load started (warm-up included).
+    pub elapsed: Duration,
+    /// False while warming up: nothing seen so far is in the report.
+    pub measuring: bool,
+    /// Requests completed in the measured window so far.
+    pub requests: u64,
+    /// Errors counted in the measured window so far.
+    pub errors: u64,
+    /// Completions per second over the last interval.
+    pub interval_rps: f64,
+    /// p99 latency (corrected in open loop) of the last interval, in microseconds.
+    pub interval_p99_us: f64,
+}
+
+/// Why a run could not produce a report at all. Errors *during* a run are counted in
+/// [`Errors`] instead; only a run that cannot start is an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Every first connection attempt was refused: nothing is listening.
+    #[error("connection refused by {addr}")]
+    Refused { addr: std::net::SocketAddr },
+    /// No connection could be made at start, for another reason (timeout, unreachable, ...).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The machinery itself failed (poller creation, thread spawn).
+    #[error("load generator setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,240 @@
+//! The result of a run as plain data, and its two file formats (JSON and `.hlog`).
+//!
+//! The numbers are computed once, here, from the merged histograms; the CLI and `report/` only
+//! format them. The JSON shape is a contract (`schema: "iomodels.result/1"`, described key by key
+//! in `results/README.md`). This module deliberately does not print or choose file names.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic_file;
+use crate::workload::Options;
+
+/// The result schema; bump it (and `results/README.md`) when a key changes meaning.
+pub const SCHEMA: &str = "iomodels.result/1";
+
+/// The machine that produced the result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub os: String,
+    pub kernel: String,
+    pub cpu: String,
+    pub cores: usize,
+}
+
+/// Percentiles and moments of one histogram, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub p99_99: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub stdev: f64,
+}
+
+impl LatencySummary {
+    /// From a histogram recorded in nanoseconds; all zeros when it is empty.
+    pub fn from_ns(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let us = |ns: u64| ns as f64 / 1_000.0;
+        Self {
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p99_9: us(h.value_at_quantile(0.999)),
+            p99_99: us(h.value_at_quantile(0.9999)),
+            max: us(h.max()),
+            mean: h.mean() / 1_000.0,
+            stdev: h.stdev() / 1_000.0,
+        }
+    }
+}
+
+/// Errors in the measured window, by kind. `total` is the sum of the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Errors {
+    pub total: u64,
+    pub refused: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub mismatch: u64,
+    pub addr_unavailable: u64,
+    pub other: u64,
+}
+
+impl Errors {
+    pub fn add(&mut self, o: &Errors) {
+        self.total += o.total;
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.mismatch += o.mismatch;
+        self.addr_unavailable += o.addr_unavailable;
+        self.other += o.other;
+    }
+}
+
+/// CPU time of a process over the measured window, from the OS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub system_s: f64,
+    /// (user + system) / requests, in microseconds; 0 when no request completed.
+    pub us_per_request: f64,
+}
+
+impl Cpu {
+    pub fn new(user: Duration, system: Duration, requests: u64) -> Self {
+        let (u, s) = (user.as_secs_f64(), system.as_secs_f64());
+        let per = if requests == 0 {
+            0.0
+        } else {
+            (u + s) * 1e6 / requests as f64
+        };
+        Self {
+            user_s: u,
+            system_s: s,
+            us_per_request: per,
+        }
+    }
+}
+
+/// One second (the last one may be shorter) of the measured window, for the `.hlog`.
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// Offset from the start of the measured window.
+    pub start: Duration,
+    pub length: Duration,
+    pub corrected: Histogram<u64>,
+    /// Open loop only.
+    pub uncorrected: Option<Histogram<u64>>,
+}
+
+/// Everything a run measured. Serialises to the result JSON contract.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub tool_version: String,
+    pub host: Host,
+    pub pinning: Option<Vec<usize>>,
+    pub workload: Options,
+    pub requests: u64,
+    pub duration_s: f64,
+    pub throughput_rps: f64,
+    pub latency_us: LatencySummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_latency_us: Option<LatencySummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag_us: Option<LatencySummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_rps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_us: Option<LatencySummary>,
+    pub errors: Errors,
+    pub client_cpu: Cpu,
+    /// Filled by `iomodels run`, null from `load`.
+    pub server_cpu: Option<Cpu>,
+    /// `{model, config, stats}`, filled by `iomodels run`, null from `load`.
+    pub server: Option<serde_json::Value>,
+    pub saturated: bool,
+    pub interrupted: bool,
+    pub warnings: Vec<String>,
+    /// Latency histogram (corrected in open loop), ns, HdrHistogram V2 + deflate, base64.
+    pub histogram: String,
+    /// Open loop only: latency from the actual send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncorrected_histogram: Option<String>,
+    /// Per-second histograms for the `.hlog`; not part of the JSON (the `.hlog` is their file).
+    #[serde(skip)]
+    pub intervals: Vec<Interval>,
+    /// Wall-clock start of the measured window, the `.hlog` StartTime/BaseTime.
+    #[serde(skip)]
+    pub measured_start: Option<SystemTime>,
+}
+
+/// Serialise a histogram the way the JSON carries it.
+pub(crate) fn encode(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    // Serialising to a Vec only fails for histograms too large for V2, which 3-digit ns
+    // histograms bounded at one hour are not; an empty string would then flag it.
+    if V2DeflateSerializer::new().serialize(h, &mut buf).is_err() {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+/// Decode a histogram from the JSON form (base64 of V2 + deflate).
+pub fn decode_histogram(s: &str) -> io::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Deserializer::new()
+        .deserialize(&mut io::Cursor::new(bytes))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))
+}
+
+impl Report {
+    /// The merged latency histogram (corrected in open loop).
+    pub fn latency_histogram(&self) -> io::Result<Histogram<u64>> {
+        decode_histogram(&self.histogram)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialisation cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Write the result JSON atomically (temp file + rename).
+    pub fn write_json(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.to_json();
+        s.push('\n');
+        atomic_file::write(path, s.as_bytes())
+    }
+
+    /// The `.hlog` text: HdrHistogram interval log, 1 s intervals, values in ns, tagged
+    /// `corrected` (and `uncorrected` in open loop), StartTime and BaseTime at the start of the
+    /// measured window, interval max shown in milliseconds.
+    pub fn hlog(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut ser = V2DeflateSerializer::new();
+        let base = self.measured_start.unwrap_or_else(SystemTime::now);
+        let mut b = IntervalLogWriterBuilder::new();
+        b.add_comment(&format!("iomodels load {} ({SCHEMA})", self.tool_version))
+            .add_comment(&format!("target {}", self.workload.addr))
+            .add_comment("values in nanoseconds; max column in milliseconds")
+            .with_start_time(base)
+            .with_base_time(base)
+            .with_max_value_divisor(1e6);
+        let mut w = b.begin_log_with(&mut out, &mut ser)?;
+        let to_io = |e| io::Error::other(format!("{e:?}"));
+        for iv in &self.intervals {
+            w.write_histogram(&iv.corrected, iv.start, iv.length, Tag::new("corrected"))
+                .map_err(to_io)?;
+            if let Some(u) = &iv.uncorrected {
+                w.write_histogram(u, iv.start, iv.length, Tag::new("uncorrected"))
+                    .map_err(to_io)?;
+            }
+        }
+        drop(w);
+        Ok(out)
+    }
+
+    /// Write the `.hlog` atomically (temp file + rename).
+    pub fn write_hlog(&self, path: &Path) -> io::Result<()> {
+        atomic_file::write(path, &self.hlog()?)
+    }
+}

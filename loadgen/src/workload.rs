@@ -1,0 +1,306 @@
+//! The workload: every option of a load run, with the contract's defaults, and its validation.
+//!
+//! [`Options`] is plain data (public fields, serialisable; its JSON keys are the CLI long flag
+//! names in snake_case, durations in seconds). [`Options::validate`] turns it into a
+//! [`Workload`], the only thing [`crate::run`] accepts, so the engine never sees a nonsensical
+//! combination. This module deliberately knows nothing about flags or strings like `10s`:
+//! parsing belongs to the binary.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How open-loop arrivals are spaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Evenly spaced, `1/rate` apart.
+    #[default]
+    Uniform,
+    /// Exponential gaps (a Poisson process) with mean `1/rate`, from the seeded RNG.
+    Poisson,
+}
+
+/// Message sizes drawn uniformly from `min..=max` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeRange {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// When a run ends (after warm-up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Duration(Duration),
+    Requests(u64),
+}
+
+/// Raw options with the contract defaults (`-c 10 -s 64 --depth 1 -t 10s --warmup 1s
+/// --timeout 5s`). Field names are the CLI long flags in snake_case, because the report's
+/// `workload` object is this struct.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub connections: usize,
+    pub size: usize,
+    /// Overrides `size` when set.
+    pub size_range: Option<SizeRange>,
+    pub depth: usize,
+    /// Open loop when set: total requests per second over all connections.
+    pub rate: Option<f64>,
+    pub arrival: Arrival,
+    /// Seconds; exactly one of `duration` and `requests` is set.
+    #[serde(with = "opt_secs")]
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    #[serde(with = "secs")]
+    pub warmup: Duration,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub no_verify: bool,
+    pub connect_per_request: bool,
+    pub idle: usize,
+    /// Event-loop threads; never more than `connections` are used (see the report's warnings).
+    pub threads: usize,
+    pub cpus: Option<Vec<usize>>,
+    pub seed: u64,
+}
+
+/// Why a set of options is rejected. Each message is one line a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("--duration and --requests are exclusive: give one")]
+    DurationAndRequests,
+    #[error("give --duration or --requests")]
+    NoLimit,
+    #[error("--size-range {min}..{max}: MIN must not exceed MAX")]
+    RangeInverted { min: usize, max: usize },
+    #[error("message size {0} exceeds the 16 MiB limit")]
+    TooLarge(usize),
+    #[error("--rate must be a positive finite number of requests per second")]
+    BadRate,
+    #[error("--arrival applies only to open loop: add --rate")]
+    ArrivalWithoutRate,
+    #[error("--connect-per-request sends one request per connection: --depth must be 1")]
+    DepthWithConnectPerRequest,
+    #[error("--cpus must list at least one CPU")]
+    EmptyCpus,
+}
+
+/// The largest message: beyond this the per-connection FIFO of unechoed bytes is no longer a
+/// small thing, and nobody benchmarks an echo server with it.
+pub const MAX_SIZE: usize = 16 << 20;
+
+impl Options {
+    /// The contract defaults against `addr`; `threads` is the number of CPUs this process may
+    /// run on.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            connections: 10,
+            size: 64,
+            size_range: None,
+            depth: 1,
+            rate: None,
+            arrival: Arrival::Uniform,
+            duration: Some(Duration::from_secs(10)),
+            requests: None,
+            warmup: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            no_verify: false,
+            connect_per_request: false,
+            idle: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpus: None,
+            // A fixed default keeps runs reproducible; the seed is in the report either way.
+            seed: 1,
+        }
+    }
+
+    /// Check every combination once, so the engine can trust its input.
+    pub fn validate(self) -> Result<Workload, WorkloadError> {
+        use WorkloadError as E;
+        for (name, v) in [
+            ("--connections", self.connections),
+            ("--size", self.size),
+            ("--depth", self.depth),
+            ("--threads", self.threads),
+        ] {
+            if v == 0 {
+                return Err(E::Zero(name));
+            }
+        }
+        if let Some(r) = self.size_range {
+            if r.min == 0 {
+                return Err(E::Zero("--size-range MIN"));
+            }
+            if r.min > r.max {
+                return Err(E::RangeInverted {
+                    min: r.min,
+                    max: r.max,
+                });
+            }
+        }
+        let largest = self.size_range.map_or(self.size, |r| r.max);
+        if largest > MAX_SIZE {
+            return Err(E::TooLarge(largest));
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(E::BadRate);
+        }
+        if self.rate.is_none() && self.arrival != Arrival::Uniform {
+            return Err(E::ArrivalWithoutRate);
+        }
+        match (self.duration, self.requests) {
+            (Some(_), Some(_)) => return Err(E::DurationAndRequests),
+            (None, None) => return Err(E::NoLimit),
+            (Some(d), None) if d.is_zero() => return Err(E::Zero("--duration")),
+            (None, Some(0)) => return Err(E::Zero("--requests")),
+            _ => {}
+        }
+        if self.timeout.is_zero() {
+            return Err(E::Zero("--timeout"));
+        }
+        if self.connect_per_request && self.depth != 1 {
+            return Err(E::DepthWithConnectPerRequest);
+        }
+        if self.cpus.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(E::EmptyCpus);
+        }
+        Ok(Workload(self))
+    }
+}
+
+/// Validated options; build one with [`Options::validate`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Workload(Options);
+
+impl Workload {
+    pub fn options(&self) -> &Options {
+        &self.0
+    }
+
+    pub fn limit(&self) -> Limit {
+        match (self.0.duration, self.0.requests) {
+            (_, Some(n)) => Limit::Requests(n),
+            (Some(d), None) => Limit::Duration(d),
+            // validate() guarantees one of them.
+            (None, None) => Limit::Requests(1),
+        }
+    }
+
+    /// Threads actually used: one connection per thread at least.
+    pub fn effective_threads(&self) -> usize {
+        self.0.threads.min(self.0.connections).max(1)
+    }
+
+    pub fn is_open_loop(&self) -> bool {
+        self.0.rate.is_some()
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|v| Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> Options {
+        Options::new("127.0.0.1:1".parse().unwrap())
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let w = opts().validate().unwrap();
+        assert_eq!(w.limit(), Limit::Duration(Duration::from_secs(10)));
+        assert!(!w.is_open_loop());
+    }
+
+    #[test]
+    fn rejects_bad_combinations() {
+        let mut o = opts();
+        o.requests = Some(5);
+        assert_eq!(o.validate(), Err(WorkloadError::DurationAndRequests));
+        let mut o = opts();
+        o.size_range = Some(SizeRange { min: 9, max: 3 });
+        assert!(matches!(
+            o.validate(),
+            Err(WorkloadError::RangeInverted { .. })
+        ));
+        let mut o = opts();
+        o.rate = Some(0.0);
+        assert_eq!(o.validate(), Err(WorkloadError::BadRate));
+        let mut o = opts();
+        o.depth = 0;
+        assert_eq!(o.validate(), Err(WorkloadError::Zero("--depth")));
+        let mut o = opts();
+        o.connect_per_request = true;
+        o.depth = 2;
+        assert_eq!(o.validate(), Err(WorkloadError::DepthWithConnectPerRequest));
+    }
+
+    #[test]
+    fn json_keys_are_flag_names() {
+        let v = serde_json::to_value(opts()).unwrap();
+        for k in [
+            "addr",
+            "connections",
+            "size",
+            "size_range",
+            "depth",
+            "rate",
+            "arrival",
+            "duration",
+            "requests",
+            "warmup",
+            "timeout",
+            "no_verify",
+            "connect_per_request",
+            "idle",
+            "threads",
+            "cpus",
+            "seed",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["duration"], 10.0);
+        let back: Options = serde_json::from_value(v).unwrap();
+        assert_eq!(back, opts());
+    }
+}

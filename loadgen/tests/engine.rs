@@ -1,0 +1,218 @@
+//! Engine behaviour against servers whose behaviour is known: latency lands where the server
+//! put it, coordinated omission is corrected, errors are counted by kind, runs end on time.
+//!
+//! Time bounds here are liveness checks with generous slack, never speed claims.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Behavior, TestServer, dead_addr, options, run};
+use loadgen::{Arrival, LoadError, SizeRange, Stop};
+
+#[test]
+fn fixed_delay_closed_loop_latency_sits_at_the_delay() {
+    let delay = Duration::from_millis(5);
+    let srv = TestServer::start(Behavior::Delay(delay));
+    let mut o = options(srv.addr);
+    o.connections = 4;
+    let r = run(o);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    assert!(r.requests > 50, "{}", r.requests);
+    let l = r.latency_us;
+    // Correctness bounds: never below the delay, and within 3x of it.
+    assert!(l.p50 >= 5_000.0 && l.p50 <= 15_000.0, "p50 {}", l.p50);
+    assert!(l.p90 >= 5_000.0 && l.p90 <= 15_000.0, "p90 {}", l.p90);
+    assert!(r.uncorrected_latency_us.is_none() && r.send_lag_us.is_none());
+}
+
+#[test]
+fn stalls_show_in_corrected_but_not_uncorrected_latency() {
+    let srv = TestServer::start(Behavior::Stall {
+        stall: Duration::from_millis(100),
+        every: Duration::from_millis(500),
+    });
+    let mut o = options(srv.addr);
+    // One connection: each stall holds exactly one sent request, the rest wait in the queue
+    // with their clocks running. That is the coordinated-omission case.
+    o.connections = 1;
+    o.rate = Some(500.0);
+    o.duration = Some(Duration::from_secs(2));
+    let r = run(o);
+    let corrected = r.latency_us.p99;
+    let uncorrected = r.uncorrected_latency_us.expect("open loop").p99;
+    assert!(
+        corrected >= 50_000.0,
+        "corrected p99 {corrected} µs should show the 100 ms stall"
+    );
+    assert!(
+        uncorrected < corrected / 4.0,
+        "uncorrected p99 {uncorrected} µs should be far below corrected {corrected} µs"
+    );
+    assert!(r.send_lag_us.is_some() && r.target_rps == Some(500.0) && r.achieved_rps.is_some());
+    assert!(r.uncorrected_histogram.is_some());
+}
+
+#[test]
+fn flipped_byte_counts_as_mismatch() {
+    let srv = TestServer::start(Behavior::Flip);
+    let mut o = options(srv.addr);
+    o.duration = Some(Duration::from_millis(500));
+    let r = run(o);
+    assert!(r.errors.mismatch > 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 0);
+}
+
+#[test]
+fn nothing_listening_fails_fast() {
+    let o = options(dead_addr());
+    let t = Instant::now();
+    let e = loadgen::run(&o.validate().unwrap(), &Stop::new(), None).unwrap_err();
+    assert!(matches!(e, LoadError::Refused { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[test]
+fn reset_is_counted_and_the_run_ends_at_its_deadline() {
+    let srv = TestServer::start(Behavior::Reset);
+    let o = options(srv.addr);
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(r.errors.reset > 0, "{:?}", r.errors);
+    assert_eq!(r.duration_s, 1.0);
+}
+
+#[test]
+fn server_death_mid_run_is_counted_and_the_run_ends_at_its_deadline() {
+    let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(600)));
+    let mut o = options(srv.addr);
+    o.duration = Some(Duration::from_millis(1500));
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(r.requests > 0);
+    assert!(
+        r.errors.total > 0 && r.errors.reset + r.errors.other + r.errors.refused > 0,
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.duration_s, 1.5);
+    assert!(!r.interrupted);
+}
+
+#[test]
+fn silent_server_times_out() {
+    let srv = TestServer::start(Behavior::Silent);
+    let mut o = options(srv.addr);
+    o.timeout = Duration::from_millis(200);
+    let r = run(o);
+    assert!(r.errors.timeout > 0, "{:?}", r.errors);
+}
+
+#[test]
+fn pipelined_variable_sizes_verify_across_threads() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.threads = 2;
+    o.connections = 4;
+    o.depth = 8;
+    o.size_range = Some(SizeRange { min: 1, max: 3000 });
+    o.duration = Some(Duration::from_millis(500));
+    let r = run(o);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    // The merged histogram holds exactly the counted requests.
+    assert_eq!(r.latency_histogram().unwrap().len(), r.requests);
+}
+
+#[test]
+fn request_count_limit_is_exact() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.threads = 2;
+    o.connections = 3;
+    o.depth = 2;
+    o.duration = None;
+    o.requests = Some(777);
+    let r = run(o);
+    assert_eq!(r.requests, 777);
+    assert!(r.duration_s > 0.0);
+}
+
+#[test]
+fn connect_per_request_and_idle_connections() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.connect_per_request = true;
+    o.idle = 3;
+    o.duration = Some(Duration::from_millis(500));
+    let r = run(o);
+    assert!(r.requests > 0);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    let c = r.connect_us.expect("connect_us");
+    assert!(c.p50 > 0.0 && c.p50 <= r.latency_us.p50.max(c.p50));
+}
+
+#[test]
+fn poisson_open_loop_keeps_its_rate() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.rate = Some(400.0);
+    o.arrival = Arrival::Poisson;
+    let r = run(o);
+    let achieved = r.achieved_rps.unwrap();
+    // Poisson over one second: ±25% is a loose liveness bound, not a precision claim.
+    assert!((300.0..=500.0).contains(&achieved), "{achieved}");
+}
+
+#[test]
+fn stop_interrupts_promptly() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.duration = Some(Duration::from_secs(60));
+    let stop = Stop::new();
+    let s2 = stop.clone();
+    let t = Instant::now();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        s2.stop();
+    });
+    let r = loadgen::run(&o.validate().unwrap(), &stop, None).unwrap();
+    killer.join().unwrap();
+    assert!(r.interrupted);
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(r.duration_s < 5.0 && r.duration_s > 0.0, "{}", r.duration_s);
+}
+
+#[test]
+fn progress_is_reported() {
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.duration = Some(Duration::from_millis(2100));
+    let seen = std::cell::Cell::new(0);
+    let cb = |p: &loadgen::Progress| {
+        assert!(p.interval_rps >= 0.0);
+        seen.set(seen.get() + 1);
+    };
+    let r = loadgen::run(&o.validate().unwrap(), &Stop::new(), Some(&cb)).unwrap();
+    assert!(r.requests > 0);
+    assert!(seen.get() >= 2, "{}", seen.get());
+}
+
+#[test]
+fn request_count_run_gives_up_when_the_server_is_gone() {
+    let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(300)));
+    let mut o = options(srv.addr);
+    o.duration = None;
+    o.requests = Some(u64::MAX / 2);
+    o.timeout = Duration::from_millis(200);
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("gave up")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.errors.total > 0);
+}
