@@ -19,7 +19,7 @@ DUR=${DUR:-5}
 CONNS=${CONNS:-50}
 SIZE=${SIZE:-512}
 ADDR=""
-SERVER_CMD=(target/release/iomodels serve epoll)
+SERVER_CMD=(target/release/iomodels serve epoll --listen 127.0.0.1:0)
 if [[ ${1:-} == --addr ]]; then
   ADDR=$2
 elif [[ ${1:-} == -- ]]; then
@@ -68,10 +68,27 @@ run_b() {
     python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(r["throughput_rps"], r["client_cpu"]["us_per_request"])'
 }
 
+# Server CPU (user + system ticks) from /proc, so each run shows whether the *server* was the
+# limit: at ~1.00 of its core, no client can push more through it.
+server_ticks() {
+  if [[ -n $SERVER_PID && -r /proc/$SERVER_PID/stat ]]; then
+    awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"
+  else
+    echo 0
+  fi
+}
+HZ=$(getconf CLK_TCK)
+
 : >"$WORK/A"; : >"$WORK/B"
 for who in A B B A A B B A A B; do
+  t0=$(server_ticks); s0=$(date +%s.%N)
   if [[ $who == A ]]; then line=$(run_a); else line=$(run_b); fi
-  echo "$who $line" | tee -a "$WORK/$who" | awk '{printf "%s  %10.0f req/s  %8.2f us/request\n", $1, $2, $3}'
+  t1=$(server_ticks); s1=$(date +%s.%N)
+  # The run includes a 1 s warm-up and process start-up, so this slightly understates the
+  # server's utilisation during the measured window.
+  util=$(python3 -c "print(f'{($t1 - $t0) / $HZ / ($s1 - $s0):.2f}')")
+  echo "$who $line $util" | tee -a "$WORK/$who" |
+    awk '{printf "%s  %10.0f req/s  %8.2f us/request  server CPU %s of its core\n", $1, $2, $3, $4}'
 done
 
 python3 - "$WORK/A" "$WORK/B" <<'PY'

@@ -45,6 +45,22 @@ const TICK: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const SECOND: Duration = Duration::from_secs(1);
+/// Whether the poller reports new data on a socket that was not read until `WouldBlock`. It
+/// does with epoll (`EPOLLET` "can generate multiple events upon receipt of multiple chunks of
+/// data", epoll(7)) and kqueue (`EV_CLEAR` fires again on new data); mio's Windows backend
+/// re-arms a socket only after an operation returned `WouldBlock`, so there the engine always
+/// reads until it would block. Where it holds, a connection whose every sent byte has come back
+/// is not read again until its next event: no `read` → `EAGAIN` per request, a third of a closed
+/// loop's system calls.
+const EVENT_ON_EVERY_ARRIVAL: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+));
 /// Highest trackable latency: one hour in ns. `saturating_record` clamps anything above.
 const HIGHEST_NS: u64 = 3_600_000_000_000;
 
@@ -1221,6 +1237,12 @@ impl Worker<'_> {
             if !self.conns[i].pipe.take_echo(&self.rbuf[..n], self.verify) {
                 return self.fail(i, Kind::Mismatch, t_end);
             }
+            // Nothing in flight any more: no byte can arrive before the next send, whose echo
+            // brings its own event (see EVENT_ON_EVERY_ARRIVAL).
+            let caught_up = EVENT_ON_EVERY_ARRIVAL && {
+                let p = &self.conns[i].pipe;
+                p.echoed == p.sent
+            };
             let mut done = 0;
             loop {
                 let p = &mut self.conns[i].pipe;
@@ -1248,6 +1270,9 @@ impl Worker<'_> {
                 if self.crr || self.conns[i].state != State::Open {
                     return;
                 }
+            }
+            if caught_up {
+                return;
             }
         }
     }

@@ -9,19 +9,26 @@ pub(crate) fn host() -> Host {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or_else(|| "unknown".to_owned(), |(_, v)| v.trim().to_owned());
+    // The machine's cores, not the ones this process may use: a pinned run (taskset) must
+    // still say it ran on a 2-core host. Falls back to what the process may use elsewhere.
+    let listed = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     Host {
         os: std::env::consts::OS.to_owned(),
         kernel,
         cpu,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cores: if listed > 0 {
+            listed
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        },
     }
 }
