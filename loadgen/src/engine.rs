@@ -429,11 +429,11 @@ pub fn run(
         if let Some(rate) = o.rate {
             target_rps = Some(rate);
             achieved_rps = Some(throughput_rps);
-            // The rule (documented in results/README.md): saturated when the achieved rate is
-            // below 95% of the target, or when the generator itself sent late, i.e. the p99 send
-            // lag of requests that found a free connection exceeds max(1 ms, 10% of the mean
-            // inter-arrival gap 1/rate). 1 ms is the poll timer's granularity; below it lateness
-            // is noise, above it the generator is part of what is measured.
+            // The rule (documented in results/README.md): saturated when requests were not sent
+            // on time: the achieved rate is below 95% of the target; or the generator itself sent
+            // late (p99 send lag of requests that found a free connection above max(1 ms, 10% of
+            // the mean inter-arrival gap): 1 ms is the poll timer's granularity, below it
+            // lateness is noise); or over 1% of requests waited for a free connection.
             if !interrupted && throughput_rps < 0.95 * rate {
                 saturated = true;
                 warnings.push(format!(
@@ -451,9 +451,10 @@ pub fn run(
                 ));
             }
             if arrivals > 0 && queued * 100 > arrivals {
+                saturated = true;
                 warnings.push(format!(
-                    "{queued} of {arrivals} requests ({:.1}%) waited for a free connection (all {} × depth {} busy); \
-                     the wait is in the corrected latency and send_lag_us",
+                    "saturated: {queued} of {arrivals} requests ({:.1}%) waited for a free connection (all {} × depth {} busy; \
+                     raise -c or --depth); the wait is in the corrected latency and send_lag_us",
                     queued as f64 * 100.0 / arrivals as f64,
                     o.connections,
                     o.depth

@@ -51,6 +51,15 @@ fn stalls_show_in_corrected_but_not_uncorrected_latency() {
     );
     assert!(r.send_lag_us.is_some() && r.target_rps == Some(500.0) && r.achieved_rps.is_some());
     assert!(r.uncorrected_histogram.is_some());
+    // Requests queued behind the stall were not sent on time: the run says so.
+    assert!(r.saturated, "queued requests must mark the run saturated");
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("waited for a free connection")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
