@@ -17,6 +17,7 @@ import argparse
 import signal
 import socket
 import sys
+import os
 import threading
 import time
 
@@ -75,7 +76,8 @@ def main():
     print(f"listening {host}:{port}", flush=True)
 
     def bye(*_):
-        sys.exit(0)
+        # os._exit: sys.exit would wait for the non-daemon --max-s timer thread.
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, bye)
     signal.signal(signal.SIGINT, bye)
@@ -91,7 +93,6 @@ def main():
             break
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
     # Timer thread is non-daemon; exit hard so it does not keep us alive.
-    import os
     os._exit(0)
 
 
