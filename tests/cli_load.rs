@@ -170,19 +170,29 @@ fn sigint_writes_what_was_measured_marked_interrupted_and_exits_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(sent.success());
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "load did not stop after SIGINT");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "load did not stop after SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["interrupted"], true);
-    assert!(v["requests"].as_u64().unwrap() > 0, "what was measured is kept");
+    assert!(
+        v["requests"].as_u64().unwrap() > 0,
+        "what was measured is kept"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

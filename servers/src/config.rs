@@ -93,6 +93,9 @@ pub enum ConfigError {
     /// Backlog out of range.
     #[error("--backlog must be between 1 and 65535 (got {0})")]
     Backlog(i32),
+    /// The model has no loops to multiply.
+    #[error("{0} runs one thread per client: --threads does not apply (leave it at 1)")]
+    ThreadsNotApplicable(&'static str),
     /// The accept mode does not exist on this OS.
     #[error(
         "--accept {0} is not available on this OS (SO_REUSEPORT does not balance here): use --accept handoff"

@@ -189,7 +189,7 @@ impl Model {
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
         if self == Model::Blocking && config.threads != 1 {
-            return Err(ConfigError::Threads(config.threads));
+            return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
         Ok(())
     }
