@@ -1,11 +1,5 @@
-//! The engine: a coordinator on the caller's thread and one `mio` event loop per worker thread.
-//!
-//! Each worker owns its share of the connections, its histograms and its RNG; nothing on the hot
-//! path is shared or locked. Workers talk to the coordinator over one `mpsc` channel, and only
-//! at three moments: "my connections are up" (readiness, so a dead target fails fast), "here is
-//! the interval that just ended" (once a second: the interval histograms are *moved* into the
-//! channel and replaced, which is how the `.hlog` gets 1 s intervals without a lock), and "done"
-//! (the totals come back through `join`).
+//! One worker thread: its connections and the `mio` event loop that drives them (closed loop,
+//! open loop, connect per request), with request timeouts and reconnects with backoff.
 //!
 //! Timestamp rules (the contract): in closed loop a request's latency starts immediately before
 //! the `write` call that sends its first byte (payloads are generated before the timestamp; a
@@ -18,23 +12,28 @@
 //! none it spins through the last millisecond, because the poll timeout has 1 ms granularity and
 //! a late send would otherwise be counted as the server's latency.
 //!
-//! This module deliberately does not format, print or write files; it returns a [`Report`].
+//! This module deliberately does not merge across threads or build the report (the coordinator
+//! does), and keeps no request bytes of its own: they live in each connection's [`Pipe`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA};
+use super::errors::{Kind, count, kind_of};
+use super::pipe::{Pipe, Req};
+use super::schedule::{SECOND, Schedule, grid};
+use super::{Go, Msg, Outcome, Plan, new_hist};
+use crate::Stop;
+use crate::report::Errors;
 use crate::rng::Rng;
 use crate::timer::Timer;
-use crate::workload::{Arrival, Limit, Workload};
-use crate::{LoadError, Progress, Stop, cpu, host};
+use crate::workload::Workload;
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
 const IDLE_BASE: usize = 1 << 30;
@@ -44,7 +43,6 @@ const TIMER: Token = Token(IDLE_BASE - 1);
 const TICK: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-const SECOND: Duration = Duration::from_secs(1);
 /// Whether the poller reports new data on a socket that was not read until `WouldBlock`. It
 /// does with epoll (`EPOLLET` "can generate multiple events upon receipt of multiple chunks of
 /// data", epoll(7)) and kqueue (`EV_CLEAR` fires again on new data); mio's Windows backend
@@ -61,531 +59,9 @@ const EVENT_ON_EVERY_ARRIVAL: bool = cfg!(any(
     target_os = "openbsd",
     target_os = "dragonfly"
 ));
-/// Highest trackable latency: one hour in ns. `saturating_record` clamps anything above.
-const HIGHEST_NS: u64 = 3_600_000_000_000;
-
-/// A latency histogram: nanoseconds, 3 significant digits.
-pub(crate) fn new_hist() -> Histogram<u64> {
-    // Constant, valid bounds: this cannot fail.
-    Histogram::new_with_bounds(1, HIGHEST_NS, 3).expect("constant histogram bounds are valid")
-}
-
-/// Merge per-thread histograms. Every histogram here comes from [`new_hist`], so their bounds
-/// match and `add` cannot fail.
-pub(crate) fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
-    into.add(from).expect("histograms share bounds");
-}
 
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Refused,
-    Reset,
-    Timeout,
-    Mismatch,
-    AddrUnavailable,
-    Other,
-}
-
-fn kind_of(e: &io::Error) -> Kind {
-    use io::ErrorKind as K;
-    match e.kind() {
-        K::ConnectionRefused => Kind::Refused,
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Kind::Reset,
-        K::TimedOut => Kind::Timeout,
-        K::AddrNotAvailable => Kind::AddrUnavailable,
-        _ => Kind::Other,
-    }
-}
-
-fn count(errors: &mut Errors, k: Kind) {
-    errors.total += 1;
-    match k {
-        Kind::Refused => errors.refused += 1,
-        Kind::Reset => errors.reset += 1,
-        Kind::Timeout => errors.timeout += 1,
-        Kind::Mismatch => errors.mismatch += 1,
-        Kind::AddrUnavailable => errors.addr_unavailable += 1,
-        Kind::Other => errors.other += 1,
-    }
-}
-
-enum Msg {
-    Ready {
-        connected: usize,
-        refused: usize,
-        error: Option<io::Error>,
-    },
-    Interval {
-        index: i64,
-        corrected: Histogram<u64>,
-        uncorrected: Option<Histogram<u64>>,
-        errors: u64,
-    },
-    Done,
-}
-
-/// The shared timeline, fixed by the coordinator once every worker is connected.
-#[derive(Clone, Copy)]
-struct Go {
-    t0: Instant,
-    warm_end: Instant,
-    end: Option<Instant>,
-}
-
-/// Interval histograms merged across threads: corrected, uncorrected, threads reported.
-type Merged = (Histogram<u64>, Option<Histogram<u64>>, usize);
-
-/// What one worker is responsible for.
-struct Plan {
-    id: usize,
-    conns: usize,
-    idle: usize,
-    share: Option<u64>,
-    rate: Option<f64>,
-    phase: f64,
-    cpu: Option<usize>,
-}
-
-fn split(total: u64, parts: usize, i: usize) -> u64 {
-    let parts = parts as u64;
-    total / parts + u64::from((i as u64) < total % parts)
-}
-
-/// What a worker hands back through `join`.
-struct Outcome {
-    corrected: Histogram<u64>,
-    uncorrected: Histogram<u64>,
-    lag: Histogram<u64>,
-    /// Send lag of requests that found a free connection: the generator's own lateness.
-    gen_lag: Histogram<u64>,
-    connect: Histogram<u64>,
-    requests: u64,
-    errors: Errors,
-    last_completion: Option<Instant>,
-    stopped_at: Instant,
-    interrupted: bool,
-    arrivals: u64,
-    queued: u64,
-    warnings: Vec<String>,
-}
-
-/// Run a workload to completion (deadline, request count or `stop`), calling `progress` about
-/// once a second from this thread, and return its report.
-///
-/// Fails only if the run cannot start: every first connection refused ([`LoadError::Refused`],
-/// within about one connect attempt), or no connection possible at all. Failures during the run
-/// are counted in the report's `errors` and the run still ends at its deadline.
-pub fn run(
-    w: &Workload,
-    stop: &Stop,
-    progress: Option<&dyn Fn(&Progress)>,
-) -> Result<Report, LoadError> {
-    let o = w.options();
-    let threads = w.effective_threads();
-    let (tx, rx) = mpsc::channel::<(usize, Msg)>();
-    std::thread::scope(|s| {
-        let mut gos = Vec::with_capacity(threads);
-        let mut handles = Vec::with_capacity(threads);
-        for id in 0..threads {
-            let conns = split(o.connections as u64, threads, id) as usize;
-            let plan = Plan {
-                id,
-                conns,
-                idle: split(o.idle as u64, threads, id) as usize,
-                share: o.requests.map(|n| split(n, threads, id)),
-                rate: o.rate.map(|r| r * conns as f64 / o.connections as f64),
-                // Stagger uniform schedules so the aggregate stays evenly spaced.
-                phase: o.rate.map_or(0.0, |r| id as f64 / r),
-                cpu: o.cpus.as_ref().map(|c| c[id % c.len()]),
-            };
-            let (gtx, grx) = mpsc::channel::<Go>();
-            let tx = tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("loadgen-{id}"))
-                .spawn_scoped(s, move || worker(w, plan, stop, tx, grx));
-            match spawned {
-                Ok(h) => {
-                    gos.push(gtx);
-                    handles.push(h);
-                }
-                // Dropping the Go senders makes the spawned workers give up.
-                Err(e) => return Err(LoadError::Io(e)),
-            }
-        }
-        drop(tx);
-
-        let (mut connected, mut refused, mut first_error, mut ready) = (0, 0, None, 0);
-        while ready < threads {
-            match rx.recv() {
-                Ok((
-                    _,
-                    Msg::Ready {
-                        connected: c,
-                        refused: r,
-                        error,
-                    },
-                )) => {
-                    ready += 1;
-                    connected += c;
-                    refused += r;
-                    if first_error.is_none() {
-                        first_error = error;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        if connected == 0 {
-            drop(gos);
-            return Err(match first_error {
-                Some(e) if refused == 0 || kind_of(&e) != Kind::Refused => LoadError::Connect {
-                    addr: o.addr,
-                    source: e,
-                },
-                _ => LoadError::Refused { addr: o.addr },
-            });
-        }
-
-        let t0 = Instant::now();
-        let wall_t0 = SystemTime::now();
-        let warm_end = t0 + o.warmup;
-        let end = match w.limit() {
-            Limit::Duration(d) => Some(warm_end + d),
-            Limit::Requests(_) => None,
-        };
-        let go = Go { t0, warm_end, end };
-        for g in &gos {
-            let _ = g.send(go);
-        }
-
-        let mut cpu_start = None;
-        let mut warnings = Vec::new();
-        let mut pending: BTreeMap<i64, Merged> = BTreeMap::new();
-        let (mut live_requests, mut live_errors, mut done) = (0u64, 0u64, 0);
-        while done < threads {
-            let now = Instant::now();
-            if cpu_start.is_none() && now >= warm_end {
-                cpu_start = Some(cpu::process_times());
-            }
-            let wait = if cpu_start.is_none() {
-                warm_end - now
-            } else {
-                Duration::from_millis(250)
-            };
-            match rx.recv_timeout(wait) {
-                Ok((
-                    _,
-                    Msg::Interval {
-                        index,
-                        corrected,
-                        uncorrected,
-                        errors,
-                    },
-                )) => {
-                    if index >= 0 {
-                        live_requests += corrected.len();
-                        live_errors += errors;
-                    }
-                    let slot = pending
-                        .entry(index)
-                        .or_insert_with(|| (new_hist(), None, 0));
-                    merge(&mut slot.0, &corrected);
-                    if let Some(u) = uncorrected {
-                        merge(slot.1.get_or_insert_with(new_hist), &u);
-                    }
-                    slot.2 += 1;
-                    if slot.2 == threads
-                        && let Some(p) = progress
-                    {
-                        p(&Progress {
-                            elapsed: grid(warm_end, index + 1).saturating_duration_since(t0),
-                            measuring: index >= 0,
-                            requests: live_requests,
-                            errors: live_errors,
-                            interval_rps: slot.0.len() as f64,
-                            interval_p99_us: slot.0.value_at_quantile(0.99) as f64 / 1e3,
-                        });
-                    }
-                }
-                Ok((_, Msg::Done)) => done += 1,
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        let cpu_end = cpu::process_times();
-
-        let mut outcomes = Vec::with_capacity(threads);
-        for h in handles {
-            match h.join() {
-                Ok(Some(oc)) => outcomes.push(oc),
-                Ok(None) => {}
-                Err(_) => {
-                    return Err(LoadError::Io(io::Error::other(
-                        "a load generator thread panicked",
-                    )));
-                }
-            }
-        }
-
-        // Merge: exact, since every histogram shares bounds and `add` sums counts.
-        let open = w.is_open_loop();
-        let (mut corrected, mut uncorrected, mut lag, mut gen_lag, mut connect) =
-            (new_hist(), new_hist(), new_hist(), new_hist(), new_hist());
-        let mut errors = Errors::default();
-        let (mut requests, mut arrivals, mut queued) = (0u64, 0u64, 0u64);
-        let mut interrupted = false;
-        let mut last_completion: Option<Instant> = None;
-        let mut stopped_at = t0;
-        for oc in &outcomes {
-            merge(&mut corrected, &oc.corrected);
-            merge(&mut uncorrected, &oc.uncorrected);
-            merge(&mut lag, &oc.lag);
-            merge(&mut gen_lag, &oc.gen_lag);
-            merge(&mut connect, &oc.connect);
-            errors.add(&oc.errors);
-            requests += oc.requests;
-            arrivals += oc.arrivals;
-            queued += oc.queued;
-            interrupted |= oc.interrupted;
-            last_completion = last_completion.max(oc.last_completion);
-            stopped_at = stopped_at.max(oc.stopped_at);
-            for wmsg in &oc.warnings {
-                if !warnings.contains(wmsg) {
-                    warnings.push(wmsg.clone());
-                }
-            }
-        }
-
-        let measured_end = match (end, interrupted) {
-            (Some(e), false) => e,
-            (Some(e), true) => stopped_at.min(e),
-            (None, false) => last_completion.unwrap_or(warm_end),
-            (None, true) => stopped_at,
-        }
-        .max(warm_end);
-        let duration = measured_end - warm_end;
-        let duration_s = duration.as_secs_f64();
-        let throughput_rps = if duration_s > 0.0 {
-            requests as f64 / duration_s
-        } else {
-            0.0
-        };
-
-        let client_cpu = match (cpu_start.unwrap_or_else(cpu::process_times), cpu_end) {
-            (Ok(a), Ok(b)) => Cpu::new(
-                b.user.saturating_sub(a.user),
-                b.system.saturating_sub(a.system),
-                requests,
-            ),
-            (Err(e), _) | (_, Err(e)) => {
-                warnings.push(format!("client CPU time unavailable: {e}"));
-                Cpu::default()
-            }
-        };
-
-        let intervals = pending
-            .into_iter()
-            .filter(|(i, _)| *i >= 0)
-            .filter_map(|(i, (c, u, _))| {
-                let start = Duration::from_secs(i as u64);
-                if c.is_empty() && start >= duration {
-                    return None;
-                }
-                let length = duration.saturating_sub(start).min(SECOND);
-                Some(Interval {
-                    start,
-                    length,
-                    corrected: c,
-                    uncorrected: u,
-                })
-            })
-            .collect();
-
-        if o.threads > threads {
-            warnings.push(format!(
-                "threads reduced from {} to {threads}: a thread needs at least one connection",
-                o.threads
-            ));
-        }
-        if errors.addr_unavailable > 0 {
-            warnings.push(format!(
-                "{} connects failed with EADDRNOTAVAIL: the client ran out of ephemeral ports \
-                 (connections in TIME_WAIT); lower the connect rate, widen \
-                 net.ipv4.ip_local_port_range or enable net.ipv4.tcp_tw_reuse",
-                errors.addr_unavailable
-            ));
-        }
-        if requests == 0 {
-            warnings.push("no request completed in the measured window".to_owned());
-        }
-
-        let mut saturated = false;
-        let (mut target_rps, mut achieved_rps) = (None, None);
-        if let Some(rate) = o.rate {
-            target_rps = Some(rate);
-            achieved_rps = Some(throughput_rps);
-            // The rule (documented in results/README.md): saturated when requests were not sent
-            // on time: the achieved rate is below 95% of the target; or the generator itself sent
-            // late (p99 send lag of requests that found a free connection above max(1 ms, 10% of
-            // the mean inter-arrival gap): 1 ms is the poll timer's granularity, below it
-            // lateness is noise); or over 1% of requests waited for a free connection.
-            if !interrupted && throughput_rps < 0.95 * rate {
-                saturated = true;
-                warnings.push(format!(
-                    "saturated: achieved {throughput_rps:.0} req/s, below 95% of the target {rate:.0} req/s"
-                ));
-            }
-            let limit_ns = (1e6f64).max(0.1e9 / rate);
-            let p99 = gen_lag.value_at_quantile(0.99) as f64;
-            if !gen_lag.is_empty() && p99 > limit_ns {
-                saturated = true;
-                warnings.push(format!(
-                    "saturated: p99 send lag of the generator is {:.0} µs (limit {:.0} µs): it could not keep the schedule",
-                    p99 / 1e3,
-                    limit_ns / 1e3
-                ));
-            }
-            if arrivals > 0 && queued * 100 > arrivals {
-                saturated = true;
-                warnings.push(format!(
-                    "saturated: {queued} of {arrivals} requests ({:.1}%) waited for a free connection (all {} × depth {} busy; \
-                     raise -c or --depth); the wait is in the corrected latency and send_lag_us",
-                    queued as f64 * 100.0 / arrivals as f64,
-                    o.connections,
-                    o.depth
-                ));
-            }
-        }
-
-        Ok(Report {
-            schema: SCHEMA.to_owned(),
-            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            host: host::host(),
-            pinning: o.cpus.clone(),
-            workload: o.clone(),
-            requests,
-            duration_s,
-            throughput_rps,
-            latency_us: LatencySummary::from_ns(&corrected),
-            uncorrected_latency_us: open.then(|| LatencySummary::from_ns(&uncorrected)),
-            send_lag_us: open.then(|| LatencySummary::from_ns(&lag)),
-            target_rps,
-            achieved_rps,
-            connect_us: o
-                .connect_per_request
-                .then(|| LatencySummary::from_ns(&connect)),
-            errors,
-            client_cpu,
-            server_cpu: None,
-            server: None,
-            saturated,
-            interrupted,
-            warnings,
-            histogram: report::encode(&corrected),
-            uncorrected_histogram: open.then(|| report::encode(&uncorrected)),
-            intervals,
-            measured_start: Some(wall_t0 + o.warmup),
-        })
-    })
-}
-
-/// The 1 s grid of intervals, aligned on the start of the measured window: interval `k` ends at
-/// `grid(warm_end, k + 1)`. Negative `k` are warm-up intervals (progress only).
-fn grid(warm_end: Instant, k: i64) -> Instant {
-    if k >= 0 {
-        warm_end + SECOND * k as u32
-    } else {
-        warm_end
-            .checked_sub(SECOND * k.unsigned_abs() as u32)
-            .unwrap_or(warm_end)
-    }
-}
-
-/// Bytes of one connection that are queued, sent or awaiting their echo, as one FIFO.
-///
-/// `buf[head..]` holds stream bytes from offset `echoed` to `queued`; `sent` is how far writes
-/// got. An echo must equal the oldest unechoed bytes, which is how pipelined responses are
-/// checked byte for byte without per-request buffers.
-#[derive(Default)]
-struct Pipe {
-    buf: Vec<u8>,
-    head: usize,
-    echoed: u64,
-    sent: u64,
-    queued: u64,
-    reqs: VecDeque<Req>,
-    /// Index in `reqs` of the first request whose first byte has not been written yet.
-    unstamped: usize,
-}
-
-struct Req {
-    first: u64,
-    end: u64,
-    /// Open loop: the schedule's time for this request.
-    intended: Option<Instant>,
-    /// Timestamp taken right before the write (or, connect per request, the connect) that
-    /// sent its first byte.
-    sent: Option<Instant>,
-    /// When it was handed to its connection: the request timeout counts from here.
-    dispatched: Instant,
-    measured: bool,
-    /// Open loop: it found every connection busy and waited in the thread's queue.
-    queued: bool,
-}
-
-impl Pipe {
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.head = 0;
-        self.reqs.clear();
-        self.unstamped = 0;
-        self.echoed = 0;
-        self.sent = 0;
-        self.queued = 0;
-    }
-
-    fn unsent(&self) -> bool {
-        self.sent < self.queued
-    }
-
-    /// Mark every request whose first byte is now written with `t`, the pre-write timestamp.
-    fn stamp(&mut self, t: Instant) {
-        while let Some(r) = self.reqs.get_mut(self.unstamped) {
-            if r.first >= self.sent {
-                break;
-            }
-            r.sent = Some(t);
-            self.unstamped += 1;
-        }
-    }
-
-    /// Account for `data` just read; false if it is not the echo of what was sent.
-    fn take_echo(&mut self, data: &[u8], verify: bool) -> bool {
-        let n = data.len();
-        if self.echoed + n as u64 > self.sent {
-            return false;
-        }
-        if verify && self.buf[self.head..self.head + n] != *data {
-            return false;
-        }
-        self.head += n;
-        self.echoed += n as u64;
-        if self.head == self.buf.len() {
-            self.buf.clear();
-            self.head = 0;
-        } else if self.head >= 64 * 1024 && self.head * 2 >= self.buf.len() {
-            // Compact rarely and only when most of the buffer is dead, so the memmove is
-            // amortised over at least as many bytes as it moves.
-            self.buf.drain(..self.head);
-            self.head = 0;
-        }
-        true
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -609,43 +85,6 @@ struct Conn {
     epoch: u32,
     backoff: Duration,
     pipe: Pipe,
-}
-
-/// Open-loop arrival times for one worker: intended times are computed from `t0` in f64 seconds
-/// so rounding never accumulates into drift.
-struct Schedule {
-    t0: Instant,
-    at: f64,
-    next: Instant,
-    mean: f64,
-    arrival: Arrival,
-    rng: Rng,
-}
-
-impl Schedule {
-    fn new(t0: Instant, rate: f64, phase: f64, arrival: Arrival, seed: u64) -> Self {
-        let mut s = Self {
-            t0,
-            at: phase,
-            next: t0,
-            mean: 1.0 / rate,
-            arrival,
-            rng: Rng::new(seed),
-        };
-        if arrival == Arrival::Poisson {
-            s.at = s.rng.exp(s.mean);
-        }
-        s.next = t0 + Duration::from_secs_f64(s.at);
-        s
-    }
-
-    fn advance(&mut self) {
-        self.at += match self.arrival {
-            Arrival::Uniform => self.mean,
-            Arrival::Poisson => self.rng.exp(self.mean),
-        };
-        self.next = self.t0 + Duration::from_secs_f64(self.at);
-    }
 }
 
 struct Pending {
@@ -690,7 +129,7 @@ struct Worker<'a> {
     id: usize,
 }
 
-fn worker(
+pub(super) fn worker(
     w: &Workload,
     plan: Plan,
     stop: &Stop,
@@ -1385,69 +824,5 @@ impl Worker<'_> {
             count(&mut self.out.errors, kind);
             self.iv_errors += 1;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merge_is_exact() {
-        let mut parts = Vec::new();
-        let mut rng = Rng::new(3);
-        for t in 0..4u64 {
-            let mut h = new_hist();
-            for _ in 0..(1000 + t * 17) {
-                h.saturating_record(1 + rng.next_u64() % 10_000_000);
-            }
-            parts.push(h);
-        }
-        let mut all = new_hist();
-        for h in &parts {
-            merge(&mut all, h);
-        }
-        assert_eq!(all.len(), parts.iter().map(|h| h.len()).sum::<u64>());
-        for v in [1u64, 1000, 123_456, 9_999_999] {
-            let expect: u64 = parts.iter().map(|h| h.count_at(v)).sum();
-            assert_eq!(all.count_at(v), expect);
-        }
-        assert_eq!(all.max(), parts.iter().map(|h| h.max()).max().unwrap());
-    }
-
-    #[test]
-    fn pipe_stamps_and_verifies() {
-        let mut p = Pipe::default();
-        let t = Instant::now();
-        for _ in 0..2 {
-            let at = p.buf.len();
-            p.buf.extend_from_slice(&[1, 2, 3, 4]);
-            p.reqs.push_back(Req {
-                first: at as u64,
-                end: at as u64 + 4,
-                intended: None,
-                sent: None,
-                dispatched: t,
-                measured: true,
-                queued: false,
-            });
-            p.queued += 4;
-        }
-        p.sent = 5; // a partial write: request 2's first byte went out
-        p.stamp(t);
-        assert_eq!(p.unstamped, 2);
-        assert!(p.take_echo(&[1, 2, 3], true));
-        assert!(!p.take_echo(&[4, 1, 9], true), "more than was sent");
-        assert!(!p.take_echo(&[9], true), "flipped byte");
-        assert!(p.take_echo(&[4, 1], true));
-        assert_eq!(p.echoed, 5);
-    }
-
-    #[test]
-    fn split_covers_total() {
-        assert_eq!(
-            (0..3).map(|i| split(10, 3, i)).collect::<Vec<_>>(),
-            vec![4, 3, 3]
-        );
     }
 }
