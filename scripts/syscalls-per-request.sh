@@ -32,8 +32,8 @@ cleanup() {
 trap cleanup EXIT
 HZ=$(getconf CLK_TCK)
 
-printf "%-9s %10s %9s %9s %9s %9s %11s\n" model "req/s" "syscalls" "epoll_ctl" "ctx-sw" "wakeups" "server-us"
-printf "%-9s %10s %9s %9s %9s %9s %11s\n" "" "" "/request" "/request" "/request" "/request" "CPU/request"
+printf "%-9s %9s %8s %8s %8s %8s %8s %8s %8s %10s\n" model "req/s" syscalls recv send wait epoll_ctl ctx-sw wakeups "server-us"
+printf "%-9s %9s %8s %8s %8s %8s %8s %8s %8s %10s\n" "" "" "/req" "/req" "/req" "/req" "/req" "/req" "/req" "CPU/req"
 for model in "${MODELS[@]}"; do
   taskset -c 0 "$BIN" serve "$model" --listen 127.0.0.1:0 >"$WORK/out" 2>"$WORK/err" &
   SERVER_PID=$!
@@ -50,6 +50,9 @@ for model in "${MODELS[@]}"; do
   sleep 2
   t0=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_ctl,context-switches,sched:sched_wakeup \
+    -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_write \
+    -e syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_poll,syscalls:sys_enter_ppoll \
+    -e syscalls:sys_enter_select,syscalls:sys_enter_pselect6 \
     -p "$SERVER_PID" -- sleep "$WINDOW" 2>"$WORK/perf" >/dev/null
   t1=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
   wait "$load_pid"
@@ -66,10 +69,13 @@ counts = {}
 for row in csv.reader(open(perf)):
     if len(row) > 2 and row[0].strip().isdigit():
         counts[row[2]] = int(row[0])
-def per(ev):
-    return f"{counts.get(ev, 0) / n:9.2f}" if n else "      n/a"
+def per(*events):
+    total = sum(counts.get(e, 0) for e in events)
+    return f"{total / n:8.2f}" if n else "     n/a"
+sc = lambda *names: [f"syscalls:sys_enter_{x}" for x in names]
 cpu_us = ticks / hz / n * 1e6 if n else float("nan")
-print(f"{model:<9} {rps:10.0f} {per('raw_syscalls:sys_enter')} {per('syscalls:sys_enter_epoll_ctl')} "
-      f"{per('context-switches')} {per('sched:sched_wakeup')} {cpu_us:11.2f}")
+print(f"{model:<9} {rps:9.0f} {per('raw_syscalls:sys_enter')} {per(*sc('recvfrom', 'read'))} "
+      f"{per(*sc('sendto', 'write'))} {per(*sc('epoll_wait', 'epoll_pwait', 'poll', 'ppoll', 'select', 'pselect6'))} "
+      f"{per(*sc('epoll_ctl'))} {per('context-switches')} {per('sched:sched_wakeup')} {cpu_us:10.2f}")
 PY
 done

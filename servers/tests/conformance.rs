@@ -26,6 +26,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("byte_at_a_time", byte_at_a_time),
     ("concurrent_500", concurrent_500),
     ("half_close", half_close),
+    ("half_close_small_x200", half_close_small),
+    ("half_close_after_1mib_burst", half_close_after_burst),
     ("reset_storm_500", reset_storm),
     ("non_reading_client_64mib", non_reading_client),
     ("stop_within_1s", stop_within_1s),
@@ -237,6 +239,45 @@ fn half_close(model: Model, variant: Variant) -> Result<(), Failed> {
         wait_until(Duration::from_secs(10), || server.stats().open == 0),
         || "server kept the connection".into(),
     )
+}
+
+/// A few bytes and the FIN back to back, so they usually arrive in one wake-up: a server that
+/// stops reading after a short read must still notice the FIN.
+fn half_close_small(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start(model, variant);
+    for i in 0..200u32 {
+        let mut s = connect(server.local_addr());
+        let msg = i.to_le_bytes();
+        s.write_all(&msg)?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        let got = read_to_eof(&s)?;
+        check(got == msg, || {
+            format!("connection {i}: echo {got:?}, want {msg:?} then EOF")
+        })?;
+    }
+    check(
+        wait_until(Duration::from_secs(10), || server.stats().open == 0),
+        || format!("{} half-closed connections left open", server.stats().open),
+    )
+}
+
+/// More than a loop reads from one connection in one turn, then the FIN: the FIN's event is
+/// long gone by the time the last bytes are read.
+fn half_close_after_burst(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start(model, variant);
+    let (mut rng, seed) = Rng::from_time();
+    let data = rng.bytes((1 << 20) + 77);
+    let s = connect(server.local_addr());
+    let mut w = s.try_clone()?;
+    let d = data.clone();
+    let writer = thread::spawn(move || -> std::io::Result<()> {
+        w.write_all(&d)?;
+        w.shutdown(std::net::Shutdown::Write)
+    });
+    let got = read_to_eof(&s)?;
+    writer.join().expect("writer")?;
+    assert_same(&got, &data, &format!("1 MiB then FIN (seed {seed})"));
+    Ok(())
 }
 
 fn reset_storm(model: Model, variant: Variant) -> Result<(), Failed> {

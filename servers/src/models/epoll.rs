@@ -151,7 +151,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         }
         // Drive connections that still had work left (or are new) before sleeping.
         for key in std::mem::take(&mut yielded) {
-            drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
+            drive_keyed(&mut conns, key, false, &mut yielded, &ctx.shared, &counters);
         }
         let timeout = if yielded.is_empty() {
             timeout_ms(pacer.timeout())
@@ -171,9 +171,13 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                 }
                 LISTENER => pacer.signalled(),
                 key => {
+                    let closed = ev.events
+                        & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                        != 0;
                     drive_keyed(
                         &mut conns,
                         key as usize,
+                        closed,
                         &mut yielded,
                         &ctx.shared,
                         &counters,

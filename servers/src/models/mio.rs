@@ -16,6 +16,9 @@ use crate::listen::{Incoming, Pacer};
 use crate::server::Ctx;
 
 const LISTENER: Token = Token(usize::MAX - 1);
+/// mio's Windows backend (IOCP with AFD polls) re-arms a socket only after an operation returned
+/// `WouldBlock`, so there connections read until it (see `conn`'s short-read rule).
+const REARMS_ONLY_ON_WOULD_BLOCK: bool = cfg!(windows);
 const WAKER: Token = Token(usize::MAX);
 
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
@@ -64,7 +67,12 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                 ctx.shared.accept_error();
                 return;
             }
-            entry.insert(Conn::new(stream, ctx.config.buffer_size));
+            let conn = Conn::new(stream, ctx.config.buffer_size);
+            entry.insert(if REARMS_ONLY_ON_WOULD_BLOCK {
+                conn.draining()
+            } else {
+                conn
+            });
             ctx.shared.opened();
             yielded.push(key);
         };
@@ -78,7 +86,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
             );
         }
         for key in std::mem::take(&mut yielded) {
-            drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
+            drive_keyed(&mut conns, key, false, &mut yielded, &ctx.shared, &counters);
         }
         let timeout = if yielded.is_empty() {
             pacer.timeout()
@@ -100,7 +108,15 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
                 }
                 LISTENER => pacer.signalled(),
                 Token(key) => {
-                    drive_keyed(&mut conns, key, &mut yielded, &ctx.shared, &counters);
+                    let closed = ev.is_read_closed() || ev.is_error();
+                    drive_keyed(
+                        &mut conns,
+                        key,
+                        closed,
+                        &mut yielded,
+                        &ctx.shared,
+                        &counters,
+                    );
                 }
             }
         }
