@@ -119,27 +119,8 @@ fn good_run_writes_contract_json_and_hlog() {
     );
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for k in [
-        "schema",
-        "tool_version",
-        "host",
-        "pinning",
-        "workload",
-        "requests",
-        "duration_s",
-        "throughput_rps",
-        "latency_us",
-        "errors",
-        "client_cpu",
-        "server_cpu",
-        "server",
-        "saturated",
-        "interrupted",
-        "warnings",
-        "histogram",
-    ] {
-        assert!(v.get(k).is_some(), "missing {k}");
-    }
+    // Every key of the contract is checked on the library's report (loadgen/tests/files.rs);
+    // here, that the binary wrote that document, with what its flags asked for.
     assert_eq!(v["schema"], "iomodels.result/1");
     assert_eq!(v["workload"]["connections"], 2);
     assert_eq!(v["workload"]["duration"], 0.5);

@@ -225,15 +225,7 @@ fn half_close(model: Model, variant: Variant) -> Result<(), Failed> {
     let server = start(model, variant);
     let (mut rng, seed) = Rng::from_time();
     let data = rng.bytes(100 * 1024);
-    let s = connect(server.local_addr());
-    let mut w = s.try_clone()?;
-    let d = data.clone();
-    let writer = thread::spawn(move || -> std::io::Result<()> {
-        w.write_all(&d)?;
-        w.shutdown(std::net::Shutdown::Write)
-    });
-    let got = read_to_eof(&s)?;
-    writer.join().expect("writer")?;
+    let got = echo_then_half_close(&connect(server.local_addr()), &data)?;
     assert_same(&got, &data, &format!("half-close (seed {seed})"));
     check(
         wait_until(Duration::from_secs(10), || server.stats().open == 0),
@@ -267,15 +259,7 @@ fn half_close_after_burst(model: Model, variant: Variant) -> Result<(), Failed> 
     let server = start(model, variant);
     let (mut rng, seed) = Rng::from_time();
     let data = rng.bytes((1 << 20) + 77);
-    let s = connect(server.local_addr());
-    let mut w = s.try_clone()?;
-    let d = data.clone();
-    let writer = thread::spawn(move || -> std::io::Result<()> {
-        w.write_all(&d)?;
-        w.shutdown(std::net::Shutdown::Write)
-    });
-    let got = read_to_eof(&s)?;
-    writer.join().expect("writer")?;
+    let got = echo_then_half_close(&connect(server.local_addr()), &data)?;
     assert_same(&got, &data, &format!("1 MiB then FIN (seed {seed})"));
     Ok(())
 }

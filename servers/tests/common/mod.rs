@@ -118,6 +118,19 @@ pub fn echo_concurrently(stream: &TcpStream, data: &[u8]) -> io::Result<Vec<u8>>
     Ok(got)
 }
 
+/// Writes `data` then the FIN from a second thread and reads the echo until the server's EOF.
+pub fn echo_then_half_close(stream: &TcpStream, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut writer = stream.try_clone()?;
+    let owned = data.to_vec();
+    let handle = thread::spawn(move || -> io::Result<()> {
+        writer.write_all(&owned)?;
+        writer.shutdown(std::net::Shutdown::Write)
+    });
+    let got = read_to_eof(stream)?;
+    handle.join().expect("writer thread")?;
+    Ok(got)
+}
+
 /// Reads until EOF (bounded by the socket's read timeout).
 pub fn read_to_eof(mut stream: &TcpStream) -> io::Result<Vec<u8>> {
     let mut got = Vec::new();
