@@ -225,3 +225,24 @@ fn request_count_run_gives_up_when_the_server_is_gone() {
     );
     assert!(r.errors.total > 0);
 }
+
+#[test]
+fn stop_before_start_gives_an_empty_interrupted_report() {
+    // A stop that comes before any connect is tried (Ctrl-C during start-up) is an interrupted
+    // run, not a refused one: the CLI must exit 130 with a report, not 1 with "refused".
+    let srv = TestServer::start(Behavior::Echo);
+    for crr in [false, true] {
+        let mut o = options(srv.addr);
+        o.duration = Some(Duration::from_secs(60));
+        o.connect_per_request = crr;
+        let stop = Stop::new();
+        stop.stop();
+        let t = Instant::now();
+        let r = loadgen::run(&o.validate().unwrap(), &stop, None)
+            .unwrap_or_else(|e| panic!("crr {crr}: a stopped run must still report: {e}"));
+        assert!(r.interrupted, "crr {crr}");
+        assert_eq!(r.requests, 0, "crr {crr}");
+        assert_eq!(r.errors.total, 0, "crr {crr}: {:?}", r.errors);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+}

@@ -113,8 +113,10 @@ struct Outcome {
 /// once a second from this thread, and return its report.
 ///
 /// Fails only if the run cannot start: every first connection refused ([`LoadError::Refused`],
-/// within about one connect attempt), or no connection possible at all. Failures during the run
-/// are counted in the report's `errors` and the run still ends at its deadline.
+/// within about one connect attempt), or no connection possible at all. A `stop` during start-up
+/// is not a failure: the report covers what ran (possibly nothing) and is marked `interrupted`.
+/// Failures during the run are counted in the report's `errors` and the run still ends at its
+/// deadline.
 pub fn run(
     w: &Workload,
     stop: &Stop,
@@ -176,7 +178,10 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        if connected == 0 {
+        // Nothing connected because a stop came first (Ctrl-C during start-up, possibly before
+        // a single connect was tried) is an interrupted run, not a dead target: go on, and the
+        // workers see the stop on their first turn, so the report is empty and `interrupted`.
+        if connected == 0 && !stop.is_stopped() {
             drop(gos);
             return Err(match first_error {
                 Some(e) if refused == 0 || kind_of(&e) != Kind::Refused => LoadError::Connect {

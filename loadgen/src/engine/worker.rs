@@ -216,12 +216,15 @@ pub(super) fn worker(
         conns.push(c);
     }
     if o.connect_per_request && plan.conns > 0 {
-        // One probe so a dead target fails fast here too; closed again at once.
-        match std::net::TcpStream::connect_timeout(&o.addr, budget().unwrap_or(o.timeout)) {
-            Ok(_) => connected += 1,
-            Err(e) => {
-                give_up = true;
-                note(e, &mut refused, &mut first_error);
+        // One probe so a dead target fails fast here too; closed again at once. Not after a
+        // stop: the run is over before it began, and nothing needs probing.
+        if let Some(left) = budget() {
+            match std::net::TcpStream::connect_timeout(&o.addr, left) {
+                Ok(_) => connected += 1,
+                Err(e) => {
+                    give_up = true;
+                    note(e, &mut refused, &mut first_error);
+                }
             }
         }
     }
