@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Behavior, TestServer, dead_addr, options, run};
+use common::{Behavior, TestServer, dead_addr, options, run, run_within};
 use loadgen::{Arrival, LoadError, SizeRange, Stop};
 
 #[test]
@@ -244,5 +244,52 @@ fn stop_before_start_gives_an_empty_interrupted_report() {
         assert_eq!(r.requests, 0, "crr {crr}");
         assert_eq!(r.errors.total, 0, "crr {crr}: {:?}", r.errors);
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn slow_open_loop_request_count_run_does_not_give_up_between_sends() {
+    // Sends 800 ms apart against a healthy server, with a give-up limit of 3 × 200 ms: the gaps
+    // between scheduled sends are idle, not a stall, and must not end the run.
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.rate = Some(1.25);
+    o.duration = None;
+    o.requests = Some(3);
+    o.timeout = Duration::from_millis(200);
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(
+        !r.warnings.iter().any(|w| w.starts_with("gave up")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 3);
+}
+
+#[test]
+fn slow_open_loop_request_count_run_still_gives_up_on_a_dead_server() {
+    // The other side of the rule above: with sends 800 ms apart, a dead server must still end
+    // the run, also with connect per request, where each attempt fails at once and nothing
+    // stays outstanding between sends.
+    for crr in [false, true] {
+        let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(300)));
+        let mut o = options(srv.addr);
+        o.connections = 1;
+        o.rate = Some(1.25);
+        o.duration = None;
+        o.requests = Some(1_000_000);
+        o.timeout = Duration::from_millis(200);
+        o.connect_per_request = crr;
+        let r = run_within(o, Duration::from_secs(15));
+        assert!(!r.interrupted, "crr {crr}: did not give up by itself");
+        assert!(
+            r.warnings.iter().any(|w| w.starts_with("gave up")),
+            "crr {crr}: {:?}",
+            r.warnings
+        );
     }
 }

@@ -11,13 +11,15 @@
 //! timeline, each worker's plan and outcome, and the one histogram shape every thread records
 //! into, so that merging is exact. The event loop and its timestamp contract are in
 //! [`mod@worker`], the per-connection byte FIFO in [`pipe`], open-loop arrival times and the
-//! interval grid in [`schedule`], and the classification of failures in [`errors`].
+//! interval grid in [`schedule`], the give-up clock of a request-count run in [`stall`], and
+//! the classification of failures in [`errors`].
 //!
 //! This module deliberately does not format, print or write files; it returns a [`Report`].
 
 mod errors;
 mod pipe;
 mod schedule;
+mod stall;
 mod worker;
 
 use std::collections::BTreeMap;

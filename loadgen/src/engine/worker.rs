@@ -28,6 +28,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::errors::{Kind, count, kind_of};
 use super::pipe::{Pipe, Req};
 use super::schedule::{SECOND, Schedule, grid};
+use super::stall::Stall;
 use super::{Go, Msg, Outcome, Plan, new_hist};
 use crate::Stop;
 use crate::report::Errors;
@@ -119,6 +120,8 @@ struct Worker<'a> {
     share: Option<u64>,
     /// Measured requests handed out (and not lost to a failed connection): the `requests` budget.
     issued: u64,
+    /// The clock of the request-count give-up rule.
+    stall: Stall,
     out: Outcome,
     iv_corrected: Histogram<u64>,
     iv_uncorrected: Histogram<u64>,
@@ -283,6 +286,7 @@ pub(super) fn worker(
         go,
         share: plan.share,
         issued: 0,
+        stall: Stall::default(),
         out: Outcome {
             corrected: new_hist(),
             uncorrected: new_hist(),
@@ -326,20 +330,18 @@ pub(super) fn worker(
             break;
         }
         // A request-count run has no deadline; it must still end if the server is gone for
-        // good. Three timeouts without a single completion is "gone", not "slow".
-        if wk.share.is_some() && now >= go.warm_end {
-            let since = wk
-                .out
-                .last_completion
-                .unwrap_or(go.warm_end)
-                .max(go.warm_end);
-            if now.saturating_duration_since(since) > 3 * wk.timeout {
-                wk.out.warnings.push(format!(
-                    "gave up: no request completed for {:?} (3 × --timeout)",
-                    3 * wk.timeout
-                ));
-                break;
-            }
+        // good. Three timeouts of wanting an answer without a single completion is "gone", not
+        // "slow"; idle time between open-loop sends is neither (see `stall`).
+        if wk.share.is_some()
+            && now >= go.warm_end
+            && wk.stall.stalled_for(now, go.warm_end) > 3 * wk.timeout
+        {
+            wk.out.warnings.push(format!(
+                "gave up: requests were outstanding or failing for {:?} (3 × --timeout) \
+                 and none completed",
+                3 * wk.timeout
+            ));
+            break;
         }
         wk.roll(now);
         if now >= next_tick {
@@ -461,6 +463,10 @@ impl Worker<'_> {
         }
         let lost = c.pipe.reqs.iter().filter(|r| r.measured).count() as u64;
         self.issued -= lost;
+        // A connect that failed (or a request lost) is an attempt that got no answer; an open
+        // connection closed while it carried nothing is not.
+        let attempt = c.state != State::Open;
+        self.stall.failed(now, c.pipe.reqs.len(), attempt);
         c.pipe.clear();
         c.epoch = c.epoch.wrapping_add(1);
         c.state = State::Down {
@@ -493,6 +499,7 @@ impl Worker<'_> {
             if measured {
                 self.issued += 1;
             }
+            self.stall.issued(now);
             self.enqueue(i, None, measured, false, now);
             added = true;
         }
@@ -521,6 +528,7 @@ impl Worker<'_> {
             self.issued += 1;
             self.out.arrivals += 1;
         }
+        self.stall.issued(now);
         while let Some((i, epoch)) = self.free.pop_front() {
             let c = &self.conns[i];
             let usable = c.epoch == epoch
@@ -695,6 +703,7 @@ impl Worker<'_> {
                 }
                 let Some(req) = p.reqs.pop_front() else { break };
                 p.unstamped = p.unstamped.saturating_sub(1);
+                self.stall.completed(t_end);
                 self.record(&req, t_end);
                 done += 1;
             }

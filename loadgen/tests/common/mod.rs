@@ -154,6 +154,24 @@ pub fn run(o: Options) -> Report {
     loadgen::run(&w, &Stop::new(), None).expect("run starts")
 }
 
+/// Like [`run`], with a watchdog that stops the run after `limit`: a run that should end by
+/// itself but would not fails its test (the report says `interrupted`) instead of hanging it.
+pub fn run_within(o: Options, limit: Duration) -> Report {
+    let w: Workload = o.validate().expect("valid test workload");
+    let stop = Stop::new();
+    let (done, ended) = std::sync::mpsc::channel::<()>();
+    let s2 = stop.clone();
+    let dog = std::thread::spawn(move || {
+        if ended.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            s2.stop();
+        }
+    });
+    let r = loadgen::run(&w, &stop, None).expect("run starts");
+    drop(done);
+    dog.join().unwrap();
+    r
+}
+
 /// An address with nothing listening (bound, then released).
 pub fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
