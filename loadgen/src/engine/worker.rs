@@ -29,7 +29,7 @@ use super::errors::{Kind, count, kind_of};
 use super::pipe::{Pipe, Req};
 use super::schedule::{SECOND, Schedule, grid};
 use super::stall::Stall;
-use super::{Go, Msg, Outcome, Plan, new_hist};
+use super::{Go, Msg, NewPoll, Outcome, Plan, new_hist};
 use crate::Stop;
 use crate::report::Errors;
 use crate::rng::Rng;
@@ -138,6 +138,7 @@ pub(super) fn worker(
     stop: &Stop,
     tx: mpsc::Sender<(usize, Msg)>,
     go: mpsc::Receiver<Go>,
+    new_poll: NewPoll,
 ) -> Option<Outcome> {
     let o = w.options();
     let mut warnings = Vec::new();
@@ -158,10 +159,15 @@ pub(super) fn worker(
             },
         ));
     };
-    let poll = match Poll::new() {
+    let poll = match new_poll(plan.id) {
         Ok(p) => p,
         Err(e) => {
-            ready(0, 0, Some(e));
+            // Not a connect error (`Ready`): the coordinator fails the whole run on this.
+            let e = io::Error::new(
+                e.kind(),
+                format!("load thread {}: cannot create its poller: {e}", plan.id),
+            );
+            let _ = tx.send((plan.id, Msg::SetupFailed(e)));
             return None;
         }
     };
