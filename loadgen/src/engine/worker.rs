@@ -34,7 +34,7 @@ use crate::Stop;
 use crate::report::Errors;
 use crate::rng::Rng;
 use crate::timer::Timer;
-use crate::workload::Workload;
+use crate::workload::{Options, Workload};
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
 const IDLE_BASE: usize = 1 << 30;
@@ -99,6 +99,136 @@ fn connect_blocking(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream
     s.set_nodelay(true)?;
     s.set_nonblocking(true)?;
     Ok(TcpStream::from_std(s))
+}
+
+/// What the up-front connects of one worker produced.
+struct Started {
+    conns: Vec<Conn>,
+    idle: Vec<Option<TcpStream>>,
+    connected: usize,
+    refused: usize,
+    first_error: Option<io::Error>,
+}
+
+/// Open a worker's connections (and idle connections) before the run, registered with `poll`.
+/// `connect` is [`connect_blocking`]; a parameter so a test can choose what each connect does.
+fn connect_up_front(
+    poll: &Poll,
+    plan: &Plan,
+    o: &Options,
+    stop: &Stop,
+    warnings: &mut Vec<String>,
+    mut connect: impl FnMut(SocketAddr, Duration) -> io::Result<TcpStream>,
+) -> Started {
+    // Connect up front with blocking connects: simple, and a refused first connect tells us at
+    // once that nothing listens, so the rest are not even tried. Any other error (a timeout,
+    // EMFILE, unreachable...) says nothing certain about the rest: they are still tried, within
+    // what is left of the shared timeout.
+    let (mut connected, mut refused, mut first_error) = (0, 0, None::<io::Error>);
+    let mut first_refused = false;
+    let note = |e: io::Error, refused: &mut usize, first_error: &mut Option<io::Error>| {
+        if kind_of(&e) == Kind::Refused {
+            *refused += 1;
+        }
+        first_error.get_or_insert(e);
+    };
+    let mut conns = Vec::with_capacity(plan.conns);
+    let now = Instant::now();
+    // All blocking connects together get one `timeout`: a server that stopped accepting (full
+    // backlog, SYNs dropped) must not hold the start for `timeout` per connection. Whatever is
+    // not connected by then is left to the event loop's non-blocking reconnects.
+    let budget_end = now + o.timeout;
+    // Time left for the next connect, or why it is not tried (for the idle warning).
+    let budget = |first_refused: bool| {
+        let left = budget_end.saturating_duration_since(Instant::now());
+        if first_refused {
+            Err("the first connect was refused")
+        } else if stop.is_stopped() {
+            Err("the run was stopped")
+        } else if left.is_zero() {
+            Err("the start-up connects used up --timeout (they share one)")
+        } else {
+            Ok(left)
+        }
+    };
+    for i in 0..plan.conns {
+        let mut c = Conn {
+            stream: None,
+            state: State::Down { retry_at: now },
+            epoch: 0,
+            backoff: BACKOFF_MIN,
+            pipe: Pipe::default(),
+        };
+        if o.connect_per_request {
+            c.state = State::Free;
+        } else if let Ok(left) = budget(first_refused) {
+            match connect(o.addr, left).and_then(|mut s| {
+                poll.registry().register(
+                    &mut s,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(s)
+            }) {
+                Ok(s) => {
+                    c.stream = Some(s);
+                    c.state = State::Open;
+                    connected += 1;
+                }
+                Err(e) => {
+                    first_refused = i == 0 && kind_of(&e) == Kind::Refused;
+                    note(e, &mut refused, &mut first_error);
+                }
+            }
+        }
+        conns.push(c);
+    }
+    if o.connect_per_request && plan.conns > 0 {
+        // One probe so a dead target fails fast here too; closed again at once. Not after a
+        // stop: the run is over before it began, and nothing needs probing.
+        if let Ok(left) = budget(false) {
+            match connect(o.addr, left) {
+                Ok(_) => connected += 1,
+                Err(e) => {
+                    first_refused = kind_of(&e) == Kind::Refused;
+                    note(e, &mut refused, &mut first_error);
+                }
+            }
+        }
+    }
+    let mut idle = Vec::with_capacity(plan.idle);
+    for j in 0..plan.idle {
+        let left = match budget(first_refused) {
+            Ok(left) => left,
+            Err(why) => {
+                warnings.push(format!(
+                    "{} idle connections were not opened: {why}",
+                    plan.idle - j
+                ));
+                break;
+            }
+        };
+        // Registered for READABLE only: an idle connection is never written, so the only
+        // events it can produce are a close or an error from the server.
+        match connect(o.addr, left).and_then(|mut s| {
+            poll.registry()
+                .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
+            Ok(s)
+        }) {
+            Ok(s) => idle.push(Some(s)),
+            Err(e) => {
+                warnings.push(format!("an idle connection failed to open: {e}"));
+                idle.push(None);
+            }
+        }
+    }
+    Started {
+        conns,
+        idle,
+        connected,
+        refused,
+        first_error,
+    }
 }
 
 struct Worker<'a> {
@@ -172,94 +302,13 @@ pub(super) fn worker(
         }
     };
 
-    // Connect up front with blocking connects: simple, and a refused first connect tells us at
-    // once that nothing listens, so the rest are not even tried.
-    let (mut connected, mut refused, mut first_error) = (0, 0, None::<io::Error>);
-    let mut give_up = false;
-    let note = |e: io::Error, refused: &mut usize, first_error: &mut Option<io::Error>| {
-        if kind_of(&e) == Kind::Refused {
-            *refused += 1;
-        }
-        first_error.get_or_insert(e);
-    };
-    let mut conns = Vec::with_capacity(plan.conns);
-    let now = Instant::now();
-    // All blocking connects together get one `timeout`: a server that stopped accepting (full
-    // backlog, SYNs dropped) must not hold the start for `timeout` per connection. Whatever is
-    // not connected by then is left to the event loop's non-blocking reconnects.
-    let budget_end = now + o.timeout;
-    let budget = || {
-        let left = budget_end.saturating_duration_since(Instant::now());
-        (!left.is_zero() && !stop.is_stopped()).then_some(left)
-    };
-    for i in 0..plan.conns {
-        let mut c = Conn {
-            stream: None,
-            state: State::Down { retry_at: now },
-            epoch: 0,
-            backoff: BACKOFF_MIN,
-            pipe: Pipe::default(),
-        };
-        if o.connect_per_request {
-            c.state = State::Free;
-        } else if let Some(left) = budget().filter(|_| !give_up) {
-            match connect_blocking(o.addr, left).and_then(|mut s| {
-                poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(s)
-            }) {
-                Ok(s) => {
-                    c.stream = Some(s);
-                    c.state = State::Open;
-                    connected += 1;
-                }
-                Err(e) => {
-                    give_up = i == 0;
-                    note(e, &mut refused, &mut first_error);
-                }
-            }
-        }
-        conns.push(c);
-    }
-    if o.connect_per_request && plan.conns > 0 {
-        // One probe so a dead target fails fast here too; closed again at once. Not after a
-        // stop: the run is over before it began, and nothing needs probing.
-        if let Some(left) = budget() {
-            match std::net::TcpStream::connect_timeout(&o.addr, left) {
-                Ok(_) => connected += 1,
-                Err(e) => {
-                    give_up = true;
-                    note(e, &mut refused, &mut first_error);
-                }
-            }
-        }
-    }
-    let mut idle = Vec::with_capacity(plan.idle);
-    for j in 0..plan.idle {
-        let Some(left) = budget().filter(|_| !give_up) else {
-            warnings.push(format!(
-                "{} idle connections were not opened in time",
-                plan.idle - j
-            ));
-            break;
-        };
-        // Registered for READABLE only: an idle connection is never written, so the only
-        // events it can produce are a close or an error from the server.
-        match connect_blocking(o.addr, left).and_then(|mut s| {
-            poll.registry()
-                .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
-            Ok(s)
-        }) {
-            Ok(s) => idle.push(Some(s)),
-            Err(e) => {
-                warnings.push(format!("an idle connection failed to open: {e}"));
-                idle.push(None);
-            }
-        }
-    }
+    let Started {
+        conns,
+        idle,
+        connected,
+        refused,
+        first_error,
+    } = connect_up_front(&poll, &plan, o, stop, &mut warnings, connect_blocking);
     ready(connected, refused, first_error);
     let go = go.recv().ok()?;
 
@@ -842,5 +891,96 @@ impl Worker<'_> {
             count(&mut self.out.errors, kind);
             self.iv_errors += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conns: usize, idle: usize) -> Plan {
+        Plan {
+            id: 0,
+            conns,
+            idle,
+            share: None,
+            rate: None,
+            phase: 0.0,
+            cpu: None,
+        }
+    }
+
+    /// Run the start-up connects with the first connect failing with `first`, the rest real
+    /// connects to a listener; return what started, the warnings and how many connects ran.
+    fn start_with_first_failing(first: io::ErrorKind) -> (Started, Vec<String>, usize) {
+        // Never accepted: the kernel completes the connects into the backlog.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut o = Options::new(listener.local_addr().unwrap());
+        o.connections = 3;
+        o.idle = 2;
+        let poll = Poll::new().unwrap();
+        let mut warnings = Vec::new();
+        let mut calls = 0;
+        let started = connect_up_front(
+            &poll,
+            &plan(3, 2),
+            &o,
+            &Stop::new(),
+            &mut warnings,
+            |addr, left| {
+                calls += 1;
+                if calls == 1 {
+                    Err(first.into())
+                } else {
+                    connect_blocking(addr, left)
+                }
+            },
+        );
+        (started, warnings, calls)
+    }
+
+    #[test]
+    fn a_refused_first_connect_skips_the_rest_and_the_warning_says_why() {
+        let (s, warnings, calls) = start_with_first_failing(io::ErrorKind::ConnectionRefused);
+        assert_eq!(calls, 1, "nothing listens: the rest are not tried");
+        assert_eq!((s.connected, s.refused), (0, 1));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w == "2 idle connections were not opened: the first connect was refused"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_stop_skips_every_connect_and_the_warning_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let o = Options::new(listener.local_addr().unwrap());
+        let (poll, stop) = (Poll::new().unwrap(), Stop::new());
+        stop.stop();
+        let mut warnings = Vec::new();
+        let s = connect_up_front(&poll, &plan(2, 1), &o, &stop, &mut warnings, |_, _| {
+            panic!("no connect after a stop")
+        });
+        assert_eq!((s.connected, s.refused), (0, 0));
+        assert_eq!(
+            warnings,
+            ["1 idle connections were not opened: the run was stopped"]
+        );
+    }
+
+    #[test]
+    fn another_first_connect_error_does_not_skip_the_rest() {
+        // Not "nothing listens": one connect failing for another reason says nothing about the
+        // others, which still get what is left of the shared timeout.
+        let (s, warnings, calls) = start_with_first_failing(io::ErrorKind::PermissionDenied);
+        assert_eq!(calls, 5, "3 connections and 2 idle ones");
+        assert_eq!((s.connected, s.refused), (2, 0));
+        assert_eq!(s.idle.iter().filter(|c| c.is_some()).count(), 2);
+        assert!(s.first_error.is_some());
+        assert!(
+            !warnings.iter().any(|w| w.contains("not opened")),
+            "{warnings:?}"
+        );
     }
 }
