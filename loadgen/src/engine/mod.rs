@@ -11,12 +11,13 @@
 //! timeline, each worker's plan and outcome, and the one histogram shape every thread records
 //! into, so that merging is exact. The event loop and its timestamp contract are in
 //! [`mod@worker`], the per-connection byte FIFO in [`pipe`], open-loop arrival times and the
-//! interval grid in [`schedule`], the give-up clock of a request-count run in [`stall`], and
-//! the classification of failures in [`errors`].
+//! interval grid in [`schedule`], a worker's live 1 s intervals in [`intervals`], the give-up
+//! clock of a request-count run in [`stall`], and the classification of failures in [`errors`].
 //!
 //! This module deliberately does not format, print or write files; it returns a [`Report`].
 
 mod errors;
+mod intervals;
 mod pipe;
 mod schedule;
 mod stall;

@@ -21,13 +21,13 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::errors::{Kind, count, kind_of};
+use super::intervals::Intervals;
 use super::pipe::{Pipe, Req};
-use super::schedule::{SECOND, Schedule, grid};
+use super::schedule::Schedule;
 use super::stall::Stall;
 use super::{Go, Msg, NewPoll, Outcome, Plan, new_hist};
 use crate::Stop;
@@ -253,11 +253,7 @@ struct Worker<'a> {
     /// The clock of the request-count give-up rule.
     stall: Stall,
     out: Outcome,
-    iv_corrected: Histogram<u64>,
-    iv_uncorrected: Histogram<u64>,
-    iv_errors: u64,
-    iv_index: i64,
-    next_boundary: Instant,
+    intervals: Intervals,
     tx: mpsc::Sender<(usize, Msg)>,
     id: usize,
 }
@@ -322,7 +318,6 @@ pub(super) fn worker(
     } else {
         None
     };
-    let first_index = -(o.warmup.as_nanos().div_ceil(SECOND.as_nanos()) as i64);
     let mut wk = Worker {
         w,
         addr: o.addr,
@@ -357,11 +352,7 @@ pub(super) fn worker(
             queued: 0,
             warnings,
         },
-        iv_corrected: new_hist(),
-        iv_uncorrected: new_hist(),
-        iv_errors: 0,
-        iv_index: first_index,
-        next_boundary: grid(go.warm_end, first_index + 1),
+        intervals: Intervals::new(go.warm_end, o.warmup, w.is_open_loop(), tx.clone(), plan.id),
         tx,
         id: plan.id,
     };
@@ -398,7 +389,7 @@ pub(super) fn worker(
             ));
             break;
         }
-        wk.roll(now);
+        wk.intervals.roll(now);
         if now >= next_tick {
             wk.maintain(now);
             next_tick = now + TICK;
@@ -410,7 +401,7 @@ pub(super) fn worker(
                 wk.arrival(t, now);
             }
         }
-        let mut wake = next_tick.min(wk.next_boundary);
+        let mut wake = next_tick.min(wk.intervals.next_boundary());
         if let Some(e) = go.end {
             wake = wake.min(e);
         }
@@ -469,8 +460,7 @@ pub(super) fn worker(
         Some(e) => now.min(e),
         None => now,
     };
-    wk.roll(last);
-    wk.send_interval();
+    wk.intervals.finish(last);
     let _ = wk.tx.send((wk.id, Msg::Done));
     let Worker { out, .. } = wk;
     Some(out)
@@ -483,32 +473,6 @@ impl Worker<'_> {
 
     fn budget_ok(&self, measured: bool) -> bool {
         !measured || self.share.is_none_or(|s| self.issued < s)
-    }
-
-    fn send_interval(&mut self) {
-        let corrected = std::mem::replace(&mut self.iv_corrected, new_hist());
-        let uncorrected = self
-            .open
-            .then(|| std::mem::replace(&mut self.iv_uncorrected, new_hist()));
-        let errors = std::mem::take(&mut self.iv_errors);
-        let _ = self.tx.send((
-            self.id,
-            Msg::Interval {
-                index: self.iv_index,
-                corrected,
-                uncorrected,
-                errors,
-            },
-        ));
-    }
-
-    /// Close every interval that ended at or before `t` and hand it to the coordinator.
-    fn roll(&mut self, t: Instant) {
-        while t >= self.next_boundary {
-            self.send_interval();
-            self.iv_index += 1;
-            self.next_boundary = grid(self.go.warm_end, self.iv_index + 1);
-        }
     }
 
     fn fail(&mut self, i: usize, kind: Kind, now: Instant) {
@@ -528,9 +492,14 @@ impl Worker<'_> {
             retry_at: now + c.backoff,
         };
         c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
-        if now >= self.go.warm_end {
+        self.count_error(kind, now);
+    }
+
+    /// An error at `now`: in the totals and the live interval, if the window is open.
+    fn count_error(&mut self, kind: Kind, now: Instant) {
+        if self.measured(now) {
             count(&mut self.out.errors, kind);
-            self.iv_errors += 1;
+            self.intervals.error(now);
         }
     }
 
@@ -802,24 +771,23 @@ impl Worker<'_> {
         if !req.measured {
             // Warm-up completions show in progress only, and only before the window opens.
             if t_end < self.go.warm_end {
-                self.roll(t_end);
-                self.iv_corrected.saturating_record(latency);
+                self.intervals.record(t_end, latency, None);
             }
             return;
         }
-        self.roll(t_end);
         self.out.corrected.saturating_record(latency);
-        self.iv_corrected.saturating_record(latency);
+        let mut uncorrected = None;
         if let Some(intended) = req.intended {
-            let uncorrected = ns(t_end.saturating_duration_since(sent));
+            let u = ns(t_end.saturating_duration_since(sent));
             let lag = ns(sent.saturating_duration_since(intended));
-            self.out.uncorrected.saturating_record(uncorrected);
-            self.iv_uncorrected.saturating_record(uncorrected);
+            self.out.uncorrected.saturating_record(u);
             self.out.lag.saturating_record(lag);
             if !req.queued {
                 self.out.gen_lag.saturating_record(lag);
             }
+            uncorrected = Some(u);
         }
+        self.intervals.record(t_end, latency, uncorrected);
         self.out.requests += 1;
         self.out.last_completion = Some(t_end);
     }
@@ -886,11 +854,7 @@ impl Worker<'_> {
         if let Some(mut s) = self.idle[j].take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        let now = Instant::now();
-        if self.measured(now) {
-            count(&mut self.out.errors, kind);
-            self.iv_errors += 1;
-        }
+        self.count_error(kind, Instant::now());
     }
 }
 
