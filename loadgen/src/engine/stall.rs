@@ -6,9 +6,11 @@
 //! outstanding (handed to a connection, or queued for one) and stops at a completion. Idle time
 //! between open-loop arrivals with nothing outstanding does not count, so a slow schedule
 //! (`--rate 0.05 -n 3`) is not taken for a dead server. A failure does not stop the clock: the
-//! span from the first unanswered request to the latest failed attempt counts, so a server that
+//! span from the first unanswered attempt to the latest failed one counts, so a server that
 //! fails every attempt at once (connect per request against a closed port, where nothing stays
-//! outstanding for more than a moment) is still given up on.
+//! outstanding for more than a moment) is still given up on. A failed connect is an attempt even
+//! with nothing outstanding: a closed-loop thread whose connections closed between requests and
+//! cannot reconnect wants answers all the same.
 //!
 //! Deliberately only bookkeeping: it reads no clock and decides nothing; the worker tells it what
 //! happened and when, and compares the answer with its limit.
@@ -49,12 +51,13 @@ impl Stall {
         self.busy_since = self.since;
     }
 
-    /// A connection failed at `now`, losing `lost` outstanding requests. `attempt` says whether
-    /// the failure was an attempt to get an answer (requests were lost, or a connect failed); a
-    /// connection the server closed while it carried nothing is not evidence that answers stopped.
-    pub(super) fn failed(&mut self, now: Instant, lost: usize, attempt: bool) {
+    /// A connection failed at `now`, losing `lost` outstanding requests; `connecting`: it failed
+    /// to connect. Both are attempts that got no answer. A connection the server closed while it
+    /// carried nothing is not: it says nothing yet about whether answers will come.
+    pub(super) fn failed(&mut self, now: Instant, lost: usize, connecting: bool) {
         self.outstanding = self.outstanding.saturating_sub(lost);
-        if self.since.is_some() && (attempt || lost > 0) {
+        if connecting || lost > 0 {
+            self.since.get_or_insert(now);
             self.failed_at = Some(now);
         }
     }
@@ -131,6 +134,18 @@ mod tests {
         // Failed reconnects with nothing outstanding (closed loop, server gone) count too.
         s.failed(at(t, 21_000), 0, true);
         assert_eq!(s.stalled_for(at(t, 21_500), t), Duration::from_secs(21));
+    }
+
+    #[test]
+    fn failed_connects_with_nothing_outstanding_start_the_clock() {
+        // Closed loop: the server closed between requests (not an attempt), then is gone.
+        let t = Instant::now();
+        let mut s = Stall::default();
+        s.failed(t, 0, false);
+        assert_eq!(s.stalled_for(at(t, 5_000), t), Duration::ZERO);
+        s.failed(at(t, 10), 0, true);
+        s.failed(at(t, 1_010), 0, true);
+        assert_eq!(s.stalled_for(at(t, 1_500), t), Duration::from_secs(1));
     }
 
     #[test]

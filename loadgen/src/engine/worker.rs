@@ -482,10 +482,9 @@ impl Worker<'_> {
         }
         let lost = c.pipe.reqs.iter().filter(|r| r.measured).count() as u64;
         self.issued -= lost;
-        // A connect that failed (or a request lost) is an attempt that got no answer; an open
-        // connection closed while it carried nothing is not.
-        let attempt = c.state != State::Open;
-        self.stall.failed(now, c.pipe.reqs.len(), attempt);
+        // Anything but an open connection failing is a connect that failed.
+        let connecting = c.state != State::Open;
+        self.stall.failed(now, c.pipe.reqs.len(), connecting);
         c.pipe.clear();
         c.epoch = c.epoch.wrapping_add(1);
         c.state = State::Down {
