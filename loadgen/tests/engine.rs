@@ -292,3 +292,20 @@ fn slow_open_loop_request_count_run_still_gives_up_on_a_dead_server() {
         );
     }
 }
+
+#[test]
+fn a_close_that_arrives_with_the_last_echo_is_noticed_before_the_next_send() {
+    // Each connection gets one echo with the server's FIN in the same segment, after which the
+    // server reads and ignores. A client that misses the FIN sends its next request into the
+    // half-closed connection and learns of the close only when that request times out; one that
+    // notices it reconnects first, so nothing times out.
+    let srv = TestServer::start(Behavior::EchoThenHalfClose);
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.timeout = Duration::from_millis(300);
+    o.duration = Some(Duration::from_millis(1500));
+    let r = run(o);
+    assert!(r.requests > 0, "{}", r.requests);
+    assert!(r.errors.other > 0, "the closes are counted: {:?}", r.errors);
+    assert_eq!(r.errors.timeout, 0, "{:?}", r.errors);
+}

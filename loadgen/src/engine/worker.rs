@@ -50,7 +50,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// re-arms a socket only after an operation returned `WouldBlock`, so there the engine always
 /// reads until it would block. Where it holds, a connection whose every sent byte has come back
 /// is not read again until its next event: no `read` → `EAGAIN` per request, a third of a closed
-/// loop's system calls.
+/// loop's system calls. Not when the event reports the peer's close: that close can sit behind
+/// the last echo and raises no further event, so then the connection is read to its end.
 const EVENT_ON_EVERY_ARRIVAL: bool = cfg!(any(
     target_os = "linux",
     target_os = "android",
@@ -440,8 +441,9 @@ pub(super) fn worker(
             match wk.conns.get(t).map(|c| c.state) {
                 Some(State::Connecting { .. }) => wk.check_connect(t),
                 Some(State::Open) => {
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        wk.read(t);
+                    let peer_closed = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || peer_closed {
+                        wk.read(t, peer_closed);
                     }
                     if ev.is_writable()
                         && wk.conns[t].state == State::Open
@@ -693,7 +695,14 @@ impl Worker<'_> {
         }
     }
 
-    fn read(&mut self, i: usize) {
+    /// Read what arrived on connection `i`. `peer_closed`: the readiness event reported the
+    /// peer's close or an error. Then the last echo and the close may have come together, so the
+    /// connection is read to its end (no caught-up shortcut), and no new request is handed to it
+    /// before that: none could be answered on it, and sending one would lose it to the close
+    /// instead of reconnecting first.
+    fn read(&mut self, i: usize, peer_closed: bool) {
+        // Completions held back while a reported close is still unread, and when the last was.
+        let (mut held, mut held_at) = (0, None);
         loop {
             let Some(s) = self.conns[i].stream.as_mut() else {
                 return;
@@ -704,16 +713,16 @@ impl Worker<'_> {
             let n = match r {
                 Ok(0) => return self.fail(i, Kind::Other, t_end),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(i, kind_of(&e), t_end),
             };
             if !self.conns[i].pipe.take_echo(&self.rbuf[..n], self.verify) {
                 return self.fail(i, Kind::Mismatch, t_end);
             }
-            // Nothing in flight any more: no byte can arrive before the next send, whose echo
-            // brings its own event (see EVENT_ON_EVERY_ARRIVAL).
-            let caught_up = EVENT_ON_EVERY_ARRIVAL && {
+            // Nothing in flight any more and no close reported: no byte can arrive before the
+            // next send, whose echo brings its own event (see EVENT_ON_EVERY_ARRIVAL).
+            let caught_up = EVENT_ON_EVERY_ARRIVAL && !peer_closed && {
                 let p = &self.conns[i].pipe;
                 p.echoed == p.sent
             };
@@ -733,22 +742,39 @@ impl Worker<'_> {
             if done > 0 {
                 self.conns[i].backoff = BACKOFF_MIN;
                 if self.crr {
+                    // The connection's one request is answered: it closes anyway.
                     self.close_clean(i);
+                    return self.hand_out(i, done, t_end);
                 }
-                if self.open {
-                    for _ in 0..done {
-                        self.slot_free(i, t_end);
-                    }
+                if peer_closed {
+                    held += done;
+                    held_at = Some(t_end);
                 } else {
-                    self.fill(i, t_end);
-                }
-                if self.crr || self.conns[i].state != State::Open {
-                    return;
+                    self.hand_out(i, done, t_end);
+                    if self.conns[i].state != State::Open {
+                        return;
+                    }
                 }
             }
             if caught_up {
                 return;
             }
+        }
+        // Read to `WouldBlock` without meeting the reported close: the connection is alive after
+        // all, and what was held back must go out or it would sit idle.
+        if let Some(t) = held_at {
+            self.hand_out(i, held, t);
+        }
+    }
+
+    /// `done` requests on connection `i` completed at `t`: give it the next ones.
+    fn hand_out(&mut self, i: usize, done: usize, t: Instant) {
+        if self.open {
+            for _ in 0..done {
+                self.slot_free(i, t);
+            }
+        } else {
+            self.fill(i, t);
         }
     }
 
