@@ -482,11 +482,10 @@ impl Worker<'_> {
         if let Some(mut s) = c.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        let lost = c.pipe.reqs.iter().filter(|r| r.measured).count() as u64;
-        self.issued -= lost;
+        self.issued -= c.pipe.measured() as u64;
         // Anything but an open connection failing is a connect that failed.
         let connecting = c.state != State::Open;
-        self.stall.failed(now, c.pipe.reqs.len(), connecting);
+        self.stall.failed(now, c.pipe.requests(), connecting);
         c.pipe.clear();
         c.epoch = c.epoch.wrapping_add(1);
         c.state = State::Down {
@@ -520,7 +519,7 @@ impl Worker<'_> {
     fn fill(&mut self, i: usize, now: Instant) {
         let measured = self.measured(now);
         let mut added = false;
-        while self.conns[i].pipe.reqs.len() < self.depth && self.budget_ok(measured) {
+        while self.conns[i].pipe.requests() < self.depth && self.budget_ok(measured) {
             if measured {
                 self.issued += 1;
             }
@@ -560,7 +559,7 @@ impl Worker<'_> {
                 && if self.crr {
                     c.state == State::Free
                 } else {
-                    c.state == State::Open && c.pipe.reqs.len() < self.depth
+                    c.state == State::Open && c.pipe.requests() < self.depth
                 };
             if usable {
                 self.enqueue(i, Some(intended), measured, false, now);
@@ -592,20 +591,10 @@ impl Worker<'_> {
             Some(r) => self.rng.range(r.min, r.max),
             None => o.size,
         };
-        let p = &mut self.conns[i].pipe;
-        let at = p.buf.len();
-        p.buf.resize(at + len, 0);
-        self.rng.fill(&mut p.buf[at..]);
-        p.reqs.push_back(Req {
-            first: p.queued,
-            end: p.queued + len as u64,
-            intended,
-            sent: None,
-            dispatched: now,
-            measured,
-            queued,
-        });
-        p.queued += len as u64;
+        let payload = self.conns[i]
+            .pipe
+            .push(len, intended, now, measured, queued);
+        self.rng.fill(payload);
     }
 
     fn start_send(&mut self, i: usize) {
@@ -625,15 +614,12 @@ impl Worker<'_> {
             if !p.unsent() {
                 return;
             }
-            let buf = &p.buf[p.head + (p.sent - p.echoed) as usize..];
+            let buf = p.unsent_bytes();
             // The contract: timestamp immediately before the write, nothing in between.
             let t = Instant::now();
             match s.write(buf) {
                 Ok(0) => return self.fail(i, Kind::Other, t),
-                Ok(n) => {
-                    p.sent += n as u64;
-                    p.stamp(t);
-                }
+                Ok(n) => p.wrote(n, t),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(i, kind_of(&e), t),
@@ -654,10 +640,7 @@ impl Worker<'_> {
                     return self.fail(i, kind_of(&e), t);
                 }
                 let c = &mut self.conns[i];
-                for r in c.pipe.reqs.iter_mut() {
-                    r.sent = Some(t);
-                }
-                c.pipe.unstamped = c.pipe.reqs.len();
+                c.pipe.stamp_all(t);
                 c.stream = Some(s);
                 c.state = State::Connecting { since: t };
             }
@@ -686,7 +669,7 @@ impl Worker<'_> {
         let _ = s.set_nodelay(true);
         self.conns[i].state = State::Open;
         if self.crr {
-            if self.conns[i].pipe.reqs.front().is_some_and(|r| r.measured) {
+            if self.conns[i].pipe.oldest().is_some_and(|r| r.measured) {
                 self.out.connect.saturating_record(ns(now - since));
             }
             self.flush(i);
@@ -722,19 +705,10 @@ impl Worker<'_> {
             }
             // Nothing in flight any more and no close reported: no byte can arrive before the
             // next send, whose echo brings its own event (see EVENT_ON_EVERY_ARRIVAL).
-            let caught_up = EVENT_ON_EVERY_ARRIVAL && !peer_closed && {
-                let p = &self.conns[i].pipe;
-                p.echoed == p.sent
-            };
+            let caught_up =
+                EVENT_ON_EVERY_ARRIVAL && !peer_closed && self.conns[i].pipe.caught_up();
             let mut done = 0;
-            loop {
-                let p = &mut self.conns[i].pipe;
-                let Some(front) = p.reqs.front() else { break };
-                if front.end > p.echoed {
-                    break;
-                }
-                let Some(req) = p.reqs.pop_front() else { break };
-                p.unstamped = p.unstamped.saturating_sub(1);
+            while let Some(req) = self.conns[i].pipe.pop_completed() {
                 self.stall.completed(t_end);
                 self.record(&req, t_end);
                 done += 1;
@@ -829,7 +803,7 @@ impl Worker<'_> {
                     self.fail(i, Kind::Timeout, now)
                 }
                 State::Open
-                    if c.pipe.reqs.front().is_some_and(|r| {
+                    if c.pipe.oldest().is_some_and(|r| {
                         now.saturating_duration_since(r.dispatched) > self.timeout
                     }) =>
                 {
