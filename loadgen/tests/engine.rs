@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Behavior, TestServer, dead_addr, options, run};
+use common::{Behavior, TestServer, dead_addr, options, run, run_within};
 use loadgen::{Arrival, LoadError, SizeRange, Stop};
 
 #[test]
@@ -215,13 +215,97 @@ fn request_count_run_gives_up_when_the_server_is_gone() {
     o.duration = None;
     o.requests = Some(u64::MAX / 2);
     o.timeout = Duration::from_millis(200);
-    let t = Instant::now();
-    let r = run(o);
-    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let r = run_within(o, Duration::from_secs(10));
+    assert!(!r.interrupted, "did not give up by itself");
     assert!(
         r.warnings.iter().any(|w| w.starts_with("gave up")),
         "{:?}",
         r.warnings
     );
     assert!(r.errors.total > 0);
+}
+
+#[test]
+fn stop_before_start_gives_an_empty_interrupted_report() {
+    // A stop that comes before any connect is tried (Ctrl-C during start-up) is an interrupted
+    // run, not a refused one: the CLI must exit 130 with a report, not 1 with "refused".
+    let srv = TestServer::start(Behavior::Echo);
+    for crr in [false, true] {
+        let mut o = options(srv.addr);
+        o.duration = Some(Duration::from_secs(60));
+        o.connect_per_request = crr;
+        let stop = Stop::new();
+        stop.stop();
+        let t = Instant::now();
+        let r = loadgen::run(&o.validate().unwrap(), &stop, None)
+            .unwrap_or_else(|e| panic!("crr {crr}: a stopped run must still report: {e}"));
+        assert!(r.interrupted, "crr {crr}");
+        assert_eq!(r.requests, 0, "crr {crr}");
+        assert_eq!(r.errors.total, 0, "crr {crr}: {:?}", r.errors);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn slow_open_loop_request_count_run_does_not_give_up_between_sends() {
+    // Sends 800 ms apart against a healthy server, with a give-up limit of 3 × 200 ms: the gaps
+    // between scheduled sends are idle, not a stall, and must not end the run.
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.rate = Some(1.25);
+    o.duration = None;
+    o.requests = Some(3);
+    o.timeout = Duration::from_millis(200);
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert!(
+        !r.warnings.iter().any(|w| w.starts_with("gave up")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 3);
+}
+
+#[test]
+fn slow_open_loop_request_count_run_still_gives_up_on_a_dead_server() {
+    // The other side of the rule above: with sends 800 ms apart, a dead server must still end
+    // the run, also with connect per request, where each attempt fails at once and nothing
+    // stays outstanding between sends.
+    for crr in [false, true] {
+        let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(300)));
+        let mut o = options(srv.addr);
+        o.connections = 1;
+        o.rate = Some(1.25);
+        o.duration = None;
+        o.requests = Some(1_000_000);
+        o.timeout = Duration::from_millis(200);
+        o.connect_per_request = crr;
+        let r = run_within(o, Duration::from_secs(15));
+        assert!(!r.interrupted, "crr {crr}: did not give up by itself");
+        assert!(
+            r.warnings.iter().any(|w| w.starts_with("gave up")),
+            "crr {crr}: {:?}",
+            r.warnings
+        );
+    }
+}
+
+#[test]
+fn a_close_that_arrives_with_the_last_echo_is_noticed_before_the_next_send() {
+    // Each connection gets one echo with the server's FIN in the same segment, after which the
+    // server reads and ignores. A client that misses the FIN sends its next request into the
+    // half-closed connection and learns of the close only when that request times out; one that
+    // notices it reconnects first, so nothing times out.
+    let srv = TestServer::start(Behavior::EchoThenHalfClose);
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.timeout = Duration::from_millis(300);
+    o.duration = Some(Duration::from_millis(1500));
+    let r = run(o);
+    assert!(r.requests > 0, "{}", r.requests);
+    assert!(r.errors.other > 0, "the closes are counted: {:?}", r.errors);
+    assert_eq!(r.errors.timeout, 0, "{:?}", r.errors);
 }

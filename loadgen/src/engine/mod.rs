@@ -11,13 +11,16 @@
 //! timeline, each worker's plan and outcome, and the one histogram shape every thread records
 //! into, so that merging is exact. The event loop and its timestamp contract are in
 //! [`mod@worker`], the per-connection byte FIFO in [`pipe`], open-loop arrival times and the
-//! interval grid in [`schedule`], and the classification of failures in [`errors`].
+//! interval grid in [`schedule`], a worker's live 1 s intervals in [`intervals`], the give-up
+//! clock of a request-count run in [`stall`], and the classification of failures in [`errors`].
 //!
 //! This module deliberately does not format, print or write files; it returns a [`Report`].
 
 mod errors;
+mod intervals;
 mod pipe;
 mod schedule;
+mod stall;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -26,6 +29,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
+use mio::Poll;
 
 use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA};
 use crate::workload::{Limit, Workload};
@@ -49,6 +53,8 @@ fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     into.add(from).expect("histograms share bounds");
 }
 
+/// What a worker tells the coordinator. Before the run each worker sends exactly one of
+/// `Ready` or `SetupFailed`, so the coordinator can account for every thread.
 enum Msg {
     Ready {
         connected: usize,
@@ -62,6 +68,8 @@ enum Msg {
         errors: u64,
     },
     Done,
+    /// The worker could not set itself up (its poller) and will not run.
+    SetupFailed(io::Error),
 }
 
 /// The shared timeline, fixed by the coordinator once every worker is connected.
@@ -113,12 +121,29 @@ struct Outcome {
 /// once a second from this thread, and return its report.
 ///
 /// Fails only if the run cannot start: every first connection refused ([`LoadError::Refused`],
-/// within about one connect attempt), or no connection possible at all. Failures during the run
-/// are counted in the report's `errors` and the run still ends at its deadline.
+/// within about one connect attempt), no connection possible at all, or a worker thread that
+/// cannot start ([`LoadError::Io`]: a run missing its share would measure a different load). A
+/// `stop` during start-up
+/// is not a failure: the report covers what ran (possibly nothing) and is marked `interrupted`.
+/// Failures during the run are counted in the report's `errors` and the run still ends at its
+/// deadline.
 pub fn run(
     w: &Workload,
     stop: &Stop,
     progress: Option<&dyn Fn(&Progress)>,
+) -> Result<Report, LoadError> {
+    run_with(w, stop, progress, |_| Poll::new())
+}
+
+/// How a worker (by id) gets its poller. A parameter rather than a plain `Poll::new()` only so
+/// that a test can make one thread's setup fail, which nothing else provokes reliably.
+type NewPoll = fn(usize) -> io::Result<Poll>;
+
+fn run_with(
+    w: &Workload,
+    stop: &Stop,
+    progress: Option<&dyn Fn(&Progress)>,
+    new_poll: NewPoll,
 ) -> Result<Report, LoadError> {
     let o = w.options();
     let threads = w.effective_threads();
@@ -142,7 +167,7 @@ pub fn run(
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("loadgen-{id}"))
-                .spawn_scoped(s, move || worker(w, plan, stop, tx, grx));
+                .spawn_scoped(s, move || worker(w, plan, stop, tx, grx, new_poll));
             match spawned {
                 Ok(h) => {
                     gos.push(gtx);
@@ -172,11 +197,21 @@ pub fn run(
                         first_error = error;
                     }
                 }
+                // A run without one thread's share of the connections would measure a different
+                // load than asked, and, since every interval waits for every thread, progress would
+                // never fire: fail the run. Dropping the Go senders makes the other workers give up.
+                Ok((_, Msg::SetupFailed(e))) => {
+                    drop(gos);
+                    return Err(LoadError::Io(e));
+                }
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
-        if connected == 0 {
+        // Nothing connected because a stop came first (Ctrl-C during start-up, possibly before
+        // a single connect was tried) is an interrupted run, not a dead target: go on, and the
+        // workers see the stop on their first turn, so the report is empty and `interrupted`.
+        if connected == 0 && !stop.is_stopped() {
             drop(gos);
             return Err(match first_error {
                 Some(e) if refused == 0 || kind_of(&e) != Kind::Refused => LoadError::Connect {
@@ -456,6 +491,43 @@ mod tests {
             assert_eq!(all.count_at(v), expect);
         }
         assert_eq!(all.max(), parts.iter().map(|h| h.max()).max().unwrap());
+    }
+
+    /// Thread 1 cannot create its poller; the others can.
+    fn thread_1_has_no_poller(id: usize) -> io::Result<Poll> {
+        if id == 1 {
+            Err(io::Error::other("injected poller failure"))
+        } else {
+            Poll::new()
+        }
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_fails_the_run() {
+        // Never accepted, but the kernel completes connects into the backlog: enough to start.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut o = crate::Options::new(listener.local_addr().unwrap());
+        o.threads = 2;
+        o.connections = 2;
+        o.duration = Some(Duration::from_millis(300));
+        o.warmup = Duration::from_millis(100);
+        let w = o.validate().unwrap();
+        let t = Instant::now();
+        match run_with(&w, &Stop::new(), None, thread_1_has_no_poller) {
+            Err(LoadError::Io(e)) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("load thread 1") && msg.contains("injected poller failure"),
+                    "{msg}"
+                );
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(r) => panic!(
+                "a run missing a thread's share must fail, got a report of {} requests",
+                r.requests
+            ),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! It deliberately does no I/O and reads no clock: the worker generates the payloads, writes,
 //! reads and takes every timestamp (the timestamp contract is in [`mod@super::worker`]); the pipe
-//! only records which requests a write covered and whether what came back is the echo.
+//! only records which requests a write covered and whether what came back is the echo. Its
+//! offsets are private and change only through its methods, so the invariants below hold in one
+//! place.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -15,19 +17,20 @@ use std::time::Instant;
 /// checked byte for byte without per-request buffers.
 #[derive(Default)]
 pub(super) struct Pipe {
-    pub(super) buf: Vec<u8>,
-    pub(super) head: usize,
-    pub(super) echoed: u64,
-    pub(super) sent: u64,
-    pub(super) queued: u64,
-    pub(super) reqs: VecDeque<Req>,
+    buf: Vec<u8>,
+    head: usize,
+    echoed: u64,
+    sent: u64,
+    queued: u64,
+    reqs: VecDeque<Req>,
     /// Index in `reqs` of the first request whose first byte has not been written yet.
-    pub(super) unstamped: usize,
+    unstamped: usize,
 }
 
 pub(super) struct Req {
-    pub(super) first: u64,
-    pub(super) end: u64,
+    /// Stream offsets of its first byte and one past its last.
+    first: u64,
+    end: u64,
     /// Open loop: the schedule's time for this request.
     pub(super) intended: Option<Instant>,
     /// Timestamp taken right before the write (or, connect per request, the connect) that
@@ -41,6 +44,81 @@ pub(super) struct Req {
 }
 
 impl Pipe {
+    /// Append a request of `len` bytes and return where its payload goes; the caller fills it
+    /// (before any timestamp: payloads are generated before a request's clock starts).
+    pub(super) fn push(
+        &mut self,
+        len: usize,
+        intended: Option<Instant>,
+        dispatched: Instant,
+        measured: bool,
+        queued: bool,
+    ) -> &mut [u8] {
+        self.reqs.push_back(Req {
+            first: self.queued,
+            end: self.queued + len as u64,
+            intended,
+            sent: None,
+            dispatched,
+            measured,
+            queued,
+        });
+        self.queued += len as u64;
+        let at = self.buf.len();
+        self.buf.resize(at + len, 0);
+        &mut self.buf[at..]
+    }
+
+    /// Requests queued, in flight or awaiting their echo.
+    pub(super) fn requests(&self) -> usize {
+        self.reqs.len()
+    }
+
+    /// How many of them are measured (not warm-up).
+    pub(super) fn measured(&self) -> usize {
+        self.reqs.iter().filter(|r| r.measured).count()
+    }
+
+    /// The oldest request: the one the timeout watches.
+    pub(super) fn oldest(&self) -> Option<&Req> {
+        self.reqs.front()
+    }
+
+    /// The bytes not written yet, in order.
+    pub(super) fn unsent_bytes(&self) -> &[u8] {
+        &self.buf[self.head + (self.sent - self.echoed) as usize..]
+    }
+
+    /// `n` more bytes were written by a write that `t` was taken right before: every request
+    /// whose first byte it carried starts at `t`.
+    pub(super) fn wrote(&mut self, n: usize, t: Instant) {
+        self.sent += n as u64;
+        self.stamp(t);
+    }
+
+    /// Connect per request: every request starts at the connect, taken at `t`; the write that
+    /// follows does not restamp them.
+    pub(super) fn stamp_all(&mut self, t: Instant) {
+        for r in self.reqs.iter_mut() {
+            r.sent = Some(t);
+        }
+        self.unstamped = self.reqs.len();
+    }
+
+    /// Every byte written has come back.
+    pub(super) fn caught_up(&self) -> bool {
+        self.echoed == self.sent
+    }
+
+    /// The oldest request, if its whole echo is in.
+    pub(super) fn pop_completed(&mut self) -> Option<Req> {
+        if self.reqs.front()?.end > self.echoed {
+            return None;
+        }
+        self.unstamped = self.unstamped.saturating_sub(1);
+        self.reqs.pop_front()
+    }
+
     pub(super) fn clear(&mut self) {
         self.buf.clear();
         self.head = 0;
@@ -56,7 +134,7 @@ impl Pipe {
     }
 
     /// Mark every request whose first byte is now written with `t`, the pre-write timestamp.
-    pub(super) fn stamp(&mut self, t: Instant) {
+    fn stamp(&mut self, t: Instant) {
         while let Some(r) = self.reqs.get_mut(self.unstamped) {
             if r.first >= self.sent {
                 break;
@@ -99,26 +177,22 @@ mod tests {
         let mut p = Pipe::default();
         let t = Instant::now();
         for _ in 0..2 {
-            let at = p.buf.len();
-            p.buf.extend_from_slice(&[1, 2, 3, 4]);
-            p.reqs.push_back(Req {
-                first: at as u64,
-                end: at as u64 + 4,
-                intended: None,
-                sent: None,
-                dispatched: t,
-                measured: true,
-                queued: false,
-            });
-            p.queued += 4;
+            p.push(4, None, t, true, false)
+                .copy_from_slice(&[1, 2, 3, 4]);
         }
-        p.sent = 5; // a partial write: request 2's first byte went out
-        p.stamp(t);
+        assert_eq!(p.unsent_bytes(), [1, 2, 3, 4, 1, 2, 3, 4]);
+        p.wrote(5, t); // a partial write: request 2's first byte went out
         assert_eq!(p.unstamped, 2);
+        assert!(p.reqs.iter().all(|r| r.sent == Some(t)));
+        assert_eq!(p.unsent_bytes(), [2, 3, 4]);
         assert!(p.take_echo(&[1, 2, 3], true));
+        assert!(p.pop_completed().is_none(), "request 1 is not all back");
         assert!(!p.take_echo(&[4, 1, 9], true), "more than was sent");
         assert!(!p.take_echo(&[9], true), "flipped byte");
         assert!(p.take_echo(&[4, 1], true));
-        assert_eq!(p.echoed, 5);
+        assert!(p.caught_up());
+        assert!(p.pop_completed().is_some());
+        assert!(p.pop_completed().is_none(), "request 2 is not all back");
+        assert_eq!((p.requests(), p.unstamped), (1, 1));
     }
 }

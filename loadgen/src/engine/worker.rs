@@ -21,19 +21,20 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::errors::{Kind, count, kind_of};
+use super::intervals::Intervals;
 use super::pipe::{Pipe, Req};
-use super::schedule::{SECOND, Schedule, grid};
-use super::{Go, Msg, Outcome, Plan, new_hist};
+use super::schedule::Schedule;
+use super::stall::Stall;
+use super::{Go, Msg, NewPoll, Outcome, Plan, new_hist};
 use crate::Stop;
 use crate::report::Errors;
 use crate::rng::Rng;
 use crate::timer::Timer;
-use crate::workload::Workload;
+use crate::workload::{Options, Workload};
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
 const IDLE_BASE: usize = 1 << 30;
@@ -49,7 +50,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// re-arms a socket only after an operation returned `WouldBlock`, so there the engine always
 /// reads until it would block. Where it holds, a connection whose every sent byte has come back
 /// is not read again until its next event: no `read` → `EAGAIN` per request, a third of a closed
-/// loop's system calls.
+/// loop's system calls. Not when the event reports the peer's close: that close can sit behind
+/// the last echo and raises no further event, so then the connection is read to its end.
 const EVENT_ON_EVERY_ARRIVAL: bool = cfg!(any(
     target_os = "linux",
     target_os = "android",
@@ -100,6 +102,136 @@ fn connect_blocking(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream
     Ok(TcpStream::from_std(s))
 }
 
+/// What the up-front connects of one worker produced.
+struct Started {
+    conns: Vec<Conn>,
+    idle: Vec<Option<TcpStream>>,
+    connected: usize,
+    refused: usize,
+    first_error: Option<io::Error>,
+}
+
+/// Open a worker's connections (and idle connections) before the run, registered with `poll`.
+/// `connect` is [`connect_blocking`]; a parameter so a test can choose what each connect does.
+fn connect_up_front(
+    poll: &Poll,
+    plan: &Plan,
+    o: &Options,
+    stop: &Stop,
+    warnings: &mut Vec<String>,
+    mut connect: impl FnMut(SocketAddr, Duration) -> io::Result<TcpStream>,
+) -> Started {
+    // Connect up front with blocking connects: simple, and a refused first connect tells us at
+    // once that nothing listens, so the rest are not even tried. Any other error (a timeout,
+    // EMFILE, unreachable...) says nothing certain about the rest: they are still tried, within
+    // what is left of the shared timeout.
+    let (mut connected, mut refused, mut first_error) = (0, 0, None::<io::Error>);
+    let mut first_refused = false;
+    let note = |e: io::Error, refused: &mut usize, first_error: &mut Option<io::Error>| {
+        if kind_of(&e) == Kind::Refused {
+            *refused += 1;
+        }
+        first_error.get_or_insert(e);
+    };
+    let mut conns = Vec::with_capacity(plan.conns);
+    let now = Instant::now();
+    // All blocking connects together get one `timeout`: a server that stopped accepting (full
+    // backlog, SYNs dropped) must not hold the start for `timeout` per connection. Whatever is
+    // not connected by then is left to the event loop's non-blocking reconnects.
+    let budget_end = now + o.timeout;
+    // Time left for the next connect, or why it is not tried (for the idle warning).
+    let budget = |first_refused: bool| {
+        let left = budget_end.saturating_duration_since(Instant::now());
+        if first_refused {
+            Err("the first connect was refused")
+        } else if stop.is_stopped() {
+            Err("the run was stopped")
+        } else if left.is_zero() {
+            Err("the start-up connects used up --timeout (they share one)")
+        } else {
+            Ok(left)
+        }
+    };
+    for i in 0..plan.conns {
+        let mut c = Conn {
+            stream: None,
+            state: State::Down { retry_at: now },
+            epoch: 0,
+            backoff: BACKOFF_MIN,
+            pipe: Pipe::default(),
+        };
+        if o.connect_per_request {
+            c.state = State::Free;
+        } else if let Ok(left) = budget(first_refused) {
+            match connect(o.addr, left).and_then(|mut s| {
+                poll.registry().register(
+                    &mut s,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(s)
+            }) {
+                Ok(s) => {
+                    c.stream = Some(s);
+                    c.state = State::Open;
+                    connected += 1;
+                }
+                Err(e) => {
+                    first_refused = i == 0 && kind_of(&e) == Kind::Refused;
+                    note(e, &mut refused, &mut first_error);
+                }
+            }
+        }
+        conns.push(c);
+    }
+    if o.connect_per_request && plan.conns > 0 {
+        // One probe so a dead target fails fast here too; closed again at once. Not after a
+        // stop: the run is over before it began, and nothing needs probing.
+        if let Ok(left) = budget(false) {
+            match connect(o.addr, left) {
+                Ok(_) => connected += 1,
+                Err(e) => {
+                    first_refused = kind_of(&e) == Kind::Refused;
+                    note(e, &mut refused, &mut first_error);
+                }
+            }
+        }
+    }
+    let mut idle = Vec::with_capacity(plan.idle);
+    for j in 0..plan.idle {
+        let left = match budget(first_refused) {
+            Ok(left) => left,
+            Err(why) => {
+                warnings.push(format!(
+                    "{} idle connections were not opened: {why}",
+                    plan.idle - j
+                ));
+                break;
+            }
+        };
+        // Registered for READABLE only: an idle connection is never written, so the only
+        // events it can produce are a close or an error from the server.
+        match connect(o.addr, left).and_then(|mut s| {
+            poll.registry()
+                .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
+            Ok(s)
+        }) {
+            Ok(s) => idle.push(Some(s)),
+            Err(e) => {
+                warnings.push(format!("an idle connection failed to open: {e}"));
+                idle.push(None);
+            }
+        }
+    }
+    Started {
+        conns,
+        idle,
+        connected,
+        refused,
+        first_error,
+    }
+}
+
 struct Worker<'a> {
     w: &'a Workload,
     addr: SocketAddr,
@@ -119,12 +251,10 @@ struct Worker<'a> {
     share: Option<u64>,
     /// Measured requests handed out (and not lost to a failed connection): the `requests` budget.
     issued: u64,
+    /// The clock of the request-count give-up rule.
+    stall: Stall,
     out: Outcome,
-    iv_corrected: Histogram<u64>,
-    iv_uncorrected: Histogram<u64>,
-    iv_errors: u64,
-    iv_index: i64,
-    next_boundary: Instant,
+    intervals: Intervals,
     tx: mpsc::Sender<(usize, Msg)>,
     id: usize,
 }
@@ -135,6 +265,7 @@ pub(super) fn worker(
     stop: &Stop,
     tx: mpsc::Sender<(usize, Msg)>,
     go: mpsc::Receiver<Go>,
+    new_poll: NewPoll,
 ) -> Option<Outcome> {
     let o = w.options();
     let mut warnings = Vec::new();
@@ -155,99 +286,26 @@ pub(super) fn worker(
             },
         ));
     };
-    let poll = match Poll::new() {
+    let poll = match new_poll(plan.id) {
         Ok(p) => p,
         Err(e) => {
-            ready(0, 0, Some(e));
+            // Not a connect error (`Ready`): the coordinator fails the whole run on this.
+            let e = io::Error::new(
+                e.kind(),
+                format!("load thread {}: cannot create its poller: {e}", plan.id),
+            );
+            let _ = tx.send((plan.id, Msg::SetupFailed(e)));
             return None;
         }
     };
 
-    // Connect up front with blocking connects: simple, and a refused first connect tells us at
-    // once that nothing listens, so the rest are not even tried.
-    let (mut connected, mut refused, mut first_error) = (0, 0, None::<io::Error>);
-    let mut give_up = false;
-    let note = |e: io::Error, refused: &mut usize, first_error: &mut Option<io::Error>| {
-        if kind_of(&e) == Kind::Refused {
-            *refused += 1;
-        }
-        first_error.get_or_insert(e);
-    };
-    let mut conns = Vec::with_capacity(plan.conns);
-    let now = Instant::now();
-    // All blocking connects together get one `timeout`: a server that stopped accepting (full
-    // backlog, SYNs dropped) must not hold the start for `timeout` per connection. Whatever is
-    // not connected by then is left to the event loop's non-blocking reconnects.
-    let budget_end = now + o.timeout;
-    let budget = || {
-        let left = budget_end.saturating_duration_since(Instant::now());
-        (!left.is_zero() && !stop.is_stopped()).then_some(left)
-    };
-    for i in 0..plan.conns {
-        let mut c = Conn {
-            stream: None,
-            state: State::Down { retry_at: now },
-            epoch: 0,
-            backoff: BACKOFF_MIN,
-            pipe: Pipe::default(),
-        };
-        if o.connect_per_request {
-            c.state = State::Free;
-        } else if let Some(left) = budget().filter(|_| !give_up) {
-            match connect_blocking(o.addr, left).and_then(|mut s| {
-                poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(s)
-            }) {
-                Ok(s) => {
-                    c.stream = Some(s);
-                    c.state = State::Open;
-                    connected += 1;
-                }
-                Err(e) => {
-                    give_up = i == 0;
-                    note(e, &mut refused, &mut first_error);
-                }
-            }
-        }
-        conns.push(c);
-    }
-    if o.connect_per_request && plan.conns > 0 {
-        // One probe so a dead target fails fast here too; closed again at once.
-        match std::net::TcpStream::connect_timeout(&o.addr, budget().unwrap_or(o.timeout)) {
-            Ok(_) => connected += 1,
-            Err(e) => {
-                give_up = true;
-                note(e, &mut refused, &mut first_error);
-            }
-        }
-    }
-    let mut idle = Vec::with_capacity(plan.idle);
-    for j in 0..plan.idle {
-        let Some(left) = budget().filter(|_| !give_up) else {
-            warnings.push(format!(
-                "{} idle connections were not opened in time",
-                plan.idle - j
-            ));
-            break;
-        };
-        // Registered for READABLE only: an idle connection is never written, so the only
-        // events it can produce are a close or an error from the server.
-        match connect_blocking(o.addr, left).and_then(|mut s| {
-            poll.registry()
-                .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
-            Ok(s)
-        }) {
-            Ok(s) => idle.push(Some(s)),
-            Err(e) => {
-                warnings.push(format!("an idle connection failed to open: {e}"));
-                idle.push(None);
-            }
-        }
-    }
+    let Started {
+        conns,
+        idle,
+        connected,
+        refused,
+        first_error,
+    } = connect_up_front(&poll, &plan, o, stop, &mut warnings, connect_blocking);
     ready(connected, refused, first_error);
     let go = go.recv().ok()?;
 
@@ -261,7 +319,6 @@ pub(super) fn worker(
     } else {
         None
     };
-    let first_index = -(o.warmup.as_nanos().div_ceil(SECOND.as_nanos()) as i64);
     let mut wk = Worker {
         w,
         addr: o.addr,
@@ -280,6 +337,7 @@ pub(super) fn worker(
         go,
         share: plan.share,
         issued: 0,
+        stall: Stall::default(),
         out: Outcome {
             corrected: new_hist(),
             uncorrected: new_hist(),
@@ -295,11 +353,7 @@ pub(super) fn worker(
             queued: 0,
             warnings,
         },
-        iv_corrected: new_hist(),
-        iv_uncorrected: new_hist(),
-        iv_errors: 0,
-        iv_index: first_index,
-        next_boundary: grid(go.warm_end, first_index + 1),
+        intervals: Intervals::new(go.warm_end, o.warmup, w.is_open_loop(), tx.clone(), plan.id),
         tx,
         id: plan.id,
     };
@@ -323,22 +377,20 @@ pub(super) fn worker(
             break;
         }
         // A request-count run has no deadline; it must still end if the server is gone for
-        // good. Three timeouts without a single completion is "gone", not "slow".
-        if wk.share.is_some() && now >= go.warm_end {
-            let since = wk
-                .out
-                .last_completion
-                .unwrap_or(go.warm_end)
-                .max(go.warm_end);
-            if now.saturating_duration_since(since) > 3 * wk.timeout {
-                wk.out.warnings.push(format!(
-                    "gave up: no request completed for {:?} (3 × --timeout)",
-                    3 * wk.timeout
-                ));
-                break;
-            }
+        // good. Three timeouts of wanting an answer without a single completion is "gone", not
+        // "slow"; idle time between open-loop sends is neither (see `stall`).
+        if wk.share.is_some()
+            && now >= go.warm_end
+            && wk.stall.stalled_for(now, go.warm_end) > 3 * wk.timeout
+        {
+            wk.out.warnings.push(format!(
+                "gave up: requests were outstanding or failing for {:?} (3 × --timeout) \
+                 and none completed",
+                3 * wk.timeout
+            ));
+            break;
         }
-        wk.roll(now);
+        wk.intervals.roll(now);
         if now >= next_tick {
             wk.maintain(now);
             next_tick = now + TICK;
@@ -350,7 +402,7 @@ pub(super) fn worker(
                 wk.arrival(t, now);
             }
         }
-        let mut wake = next_tick.min(wk.next_boundary);
+        let mut wake = next_tick.min(wk.intervals.next_boundary());
         if let Some(e) = go.end {
             wake = wake.min(e);
         }
@@ -389,8 +441,9 @@ pub(super) fn worker(
             match wk.conns.get(t).map(|c| c.state) {
                 Some(State::Connecting { .. }) => wk.check_connect(t),
                 Some(State::Open) => {
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        wk.read(t);
+                    let peer_closed = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || peer_closed {
+                        wk.read(t, peer_closed);
                     }
                     if ev.is_writable()
                         && wk.conns[t].state == State::Open
@@ -409,8 +462,7 @@ pub(super) fn worker(
         Some(e) => now.min(e),
         None => now,
     };
-    wk.roll(last);
-    wk.send_interval();
+    wk.intervals.finish(last);
     let _ = wk.tx.send((wk.id, Msg::Done));
     let Worker { out, .. } = wk;
     Some(out)
@@ -425,48 +477,29 @@ impl Worker<'_> {
         !measured || self.share.is_none_or(|s| self.issued < s)
     }
 
-    fn send_interval(&mut self) {
-        let corrected = std::mem::replace(&mut self.iv_corrected, new_hist());
-        let uncorrected = self
-            .open
-            .then(|| std::mem::replace(&mut self.iv_uncorrected, new_hist()));
-        let errors = std::mem::take(&mut self.iv_errors);
-        let _ = self.tx.send((
-            self.id,
-            Msg::Interval {
-                index: self.iv_index,
-                corrected,
-                uncorrected,
-                errors,
-            },
-        ));
-    }
-
-    /// Close every interval that ended at or before `t` and hand it to the coordinator.
-    fn roll(&mut self, t: Instant) {
-        while t >= self.next_boundary {
-            self.send_interval();
-            self.iv_index += 1;
-            self.next_boundary = grid(self.go.warm_end, self.iv_index + 1);
-        }
-    }
-
     fn fail(&mut self, i: usize, kind: Kind, now: Instant) {
         let c = &mut self.conns[i];
         if let Some(mut s) = c.stream.take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        let lost = c.pipe.reqs.iter().filter(|r| r.measured).count() as u64;
-        self.issued -= lost;
+        self.issued -= c.pipe.measured() as u64;
+        // Anything but an open connection failing is a connect that failed.
+        let connecting = c.state != State::Open;
+        self.stall.failed(now, c.pipe.requests(), connecting);
         c.pipe.clear();
         c.epoch = c.epoch.wrapping_add(1);
         c.state = State::Down {
             retry_at: now + c.backoff,
         };
         c.backoff = (c.backoff * 2).min(BACKOFF_MAX);
-        if now >= self.go.warm_end {
+        self.count_error(kind, now);
+    }
+
+    /// An error at `now`: in the totals and the live interval, if the window is open.
+    fn count_error(&mut self, kind: Kind, now: Instant) {
+        if self.measured(now) {
             count(&mut self.out.errors, kind);
-            self.iv_errors += 1;
+            self.intervals.error(now);
         }
     }
 
@@ -486,10 +519,11 @@ impl Worker<'_> {
     fn fill(&mut self, i: usize, now: Instant) {
         let measured = self.measured(now);
         let mut added = false;
-        while self.conns[i].pipe.reqs.len() < self.depth && self.budget_ok(measured) {
+        while self.conns[i].pipe.requests() < self.depth && self.budget_ok(measured) {
             if measured {
                 self.issued += 1;
             }
+            self.stall.issued(now);
             self.enqueue(i, None, measured, false, now);
             added = true;
         }
@@ -518,13 +552,14 @@ impl Worker<'_> {
             self.issued += 1;
             self.out.arrivals += 1;
         }
+        self.stall.issued(now);
         while let Some((i, epoch)) = self.free.pop_front() {
             let c = &self.conns[i];
             let usable = c.epoch == epoch
                 && if self.crr {
                     c.state == State::Free
                 } else {
-                    c.state == State::Open && c.pipe.reqs.len() < self.depth
+                    c.state == State::Open && c.pipe.requests() < self.depth
                 };
             if usable {
                 self.enqueue(i, Some(intended), measured, false, now);
@@ -556,20 +591,10 @@ impl Worker<'_> {
             Some(r) => self.rng.range(r.min, r.max),
             None => o.size,
         };
-        let p = &mut self.conns[i].pipe;
-        let at = p.buf.len();
-        p.buf.resize(at + len, 0);
-        self.rng.fill(&mut p.buf[at..]);
-        p.reqs.push_back(Req {
-            first: p.queued,
-            end: p.queued + len as u64,
-            intended,
-            sent: None,
-            dispatched: now,
-            measured,
-            queued,
-        });
-        p.queued += len as u64;
+        let payload = self.conns[i]
+            .pipe
+            .push(len, intended, now, measured, queued);
+        self.rng.fill(payload);
     }
 
     fn start_send(&mut self, i: usize) {
@@ -589,15 +614,12 @@ impl Worker<'_> {
             if !p.unsent() {
                 return;
             }
-            let buf = &p.buf[p.head + (p.sent - p.echoed) as usize..];
+            let buf = p.unsent_bytes();
             // The contract: timestamp immediately before the write, nothing in between.
             let t = Instant::now();
             match s.write(buf) {
                 Ok(0) => return self.fail(i, Kind::Other, t),
-                Ok(n) => {
-                    p.sent += n as u64;
-                    p.stamp(t);
-                }
+                Ok(n) => p.wrote(n, t),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(i, kind_of(&e), t),
@@ -618,10 +640,7 @@ impl Worker<'_> {
                     return self.fail(i, kind_of(&e), t);
                 }
                 let c = &mut self.conns[i];
-                for r in c.pipe.reqs.iter_mut() {
-                    r.sent = Some(t);
-                }
-                c.pipe.unstamped = c.pipe.reqs.len();
+                c.pipe.stamp_all(t);
                 c.stream = Some(s);
                 c.state = State::Connecting { since: t };
             }
@@ -650,7 +669,7 @@ impl Worker<'_> {
         let _ = s.set_nodelay(true);
         self.conns[i].state = State::Open;
         if self.crr {
-            if self.conns[i].pipe.reqs.front().is_some_and(|r| r.measured) {
+            if self.conns[i].pipe.oldest().is_some_and(|r| r.measured) {
                 self.out.connect.saturating_record(ns(now - since));
             }
             self.flush(i);
@@ -659,7 +678,14 @@ impl Worker<'_> {
         }
     }
 
-    fn read(&mut self, i: usize) {
+    /// Read what arrived on connection `i`. `peer_closed`: the readiness event reported the
+    /// peer's close or an error. Then the last echo and the close may have come together, so the
+    /// connection is read to its end (no caught-up shortcut), and no new request is handed to it
+    /// before that: none could be answered on it, and sending one would lose it to the close
+    /// instead of reconnecting first.
+    fn read(&mut self, i: usize, peer_closed: bool) {
+        // Completions held back while a reported close is still unread, and when the last was.
+        let (mut held, mut held_at) = (0, None);
         loop {
             let Some(s) = self.conns[i].stream.as_mut() else {
                 return;
@@ -670,50 +696,59 @@ impl Worker<'_> {
             let n = match r {
                 Ok(0) => return self.fail(i, Kind::Other, t_end),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(i, kind_of(&e), t_end),
             };
             if !self.conns[i].pipe.take_echo(&self.rbuf[..n], self.verify) {
                 return self.fail(i, Kind::Mismatch, t_end);
             }
-            // Nothing in flight any more: no byte can arrive before the next send, whose echo
-            // brings its own event (see EVENT_ON_EVERY_ARRIVAL).
-            let caught_up = EVENT_ON_EVERY_ARRIVAL && {
-                let p = &self.conns[i].pipe;
-                p.echoed == p.sent
-            };
+            // Nothing in flight any more and no close reported: no byte can arrive before the
+            // next send, whose echo brings its own event (see EVENT_ON_EVERY_ARRIVAL).
+            let caught_up =
+                EVENT_ON_EVERY_ARRIVAL && !peer_closed && self.conns[i].pipe.caught_up();
             let mut done = 0;
-            loop {
-                let p = &mut self.conns[i].pipe;
-                let Some(front) = p.reqs.front() else { break };
-                if front.end > p.echoed {
-                    break;
-                }
-                let Some(req) = p.reqs.pop_front() else { break };
-                p.unstamped = p.unstamped.saturating_sub(1);
+            while let Some(req) = self.conns[i].pipe.pop_completed() {
+                self.stall.completed(t_end);
                 self.record(&req, t_end);
                 done += 1;
             }
             if done > 0 {
                 self.conns[i].backoff = BACKOFF_MIN;
                 if self.crr {
+                    // The connection's one request is answered: it closes anyway.
                     self.close_clean(i);
+                    return self.hand_out(i, done, t_end);
                 }
-                if self.open {
-                    for _ in 0..done {
-                        self.slot_free(i, t_end);
-                    }
+                if peer_closed {
+                    held += done;
+                    held_at = Some(t_end);
                 } else {
-                    self.fill(i, t_end);
-                }
-                if self.crr || self.conns[i].state != State::Open {
-                    return;
+                    self.hand_out(i, done, t_end);
+                    if self.conns[i].state != State::Open {
+                        return;
+                    }
                 }
             }
             if caught_up {
                 return;
             }
+        }
+        // Read to `WouldBlock` without meeting the reported close: the connection is alive after
+        // all, and what was held back must go out or it would sit idle.
+        if let Some(t) = held_at {
+            self.hand_out(i, held, t);
+        }
+    }
+
+    /// `done` requests on connection `i` completed at `t`: give it the next ones.
+    fn hand_out(&mut self, i: usize, done: usize, t: Instant) {
+        if self.open {
+            for _ in 0..done {
+                self.slot_free(i, t);
+            }
+        } else {
+            self.fill(i, t);
         }
     }
 
@@ -735,24 +770,23 @@ impl Worker<'_> {
         if !req.measured {
             // Warm-up completions show in progress only, and only before the window opens.
             if t_end < self.go.warm_end {
-                self.roll(t_end);
-                self.iv_corrected.saturating_record(latency);
+                self.intervals.record(t_end, latency, None);
             }
             return;
         }
-        self.roll(t_end);
         self.out.corrected.saturating_record(latency);
-        self.iv_corrected.saturating_record(latency);
+        let mut uncorrected = None;
         if let Some(intended) = req.intended {
-            let uncorrected = ns(t_end.saturating_duration_since(sent));
+            let u = ns(t_end.saturating_duration_since(sent));
             let lag = ns(sent.saturating_duration_since(intended));
-            self.out.uncorrected.saturating_record(uncorrected);
-            self.iv_uncorrected.saturating_record(uncorrected);
+            self.out.uncorrected.saturating_record(u);
             self.out.lag.saturating_record(lag);
             if !req.queued {
                 self.out.gen_lag.saturating_record(lag);
             }
+            uncorrected = Some(u);
         }
+        self.intervals.record(t_end, latency, uncorrected);
         self.out.requests += 1;
         self.out.last_completion = Some(t_end);
     }
@@ -769,7 +803,7 @@ impl Worker<'_> {
                     self.fail(i, Kind::Timeout, now)
                 }
                 State::Open
-                    if c.pipe.reqs.front().is_some_and(|r| {
+                    if c.pipe.oldest().is_some_and(|r| {
                         now.saturating_duration_since(r.dispatched) > self.timeout
                     }) =>
                 {
@@ -819,10 +853,97 @@ impl Worker<'_> {
         if let Some(mut s) = self.idle[j].take() {
             let _ = self.poll.registry().deregister(&mut s);
         }
-        let now = Instant::now();
-        if self.measured(now) {
-            count(&mut self.out.errors, kind);
-            self.iv_errors += 1;
+        self.count_error(kind, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(conns: usize, idle: usize) -> Plan {
+        Plan {
+            id: 0,
+            conns,
+            idle,
+            share: None,
+            rate: None,
+            phase: 0.0,
+            cpu: None,
         }
+    }
+
+    /// Run the start-up connects with the first connect failing with `first`, the rest real
+    /// connects to a listener; return what started, the warnings and how many connects ran.
+    fn start_with_first_failing(first: io::ErrorKind) -> (Started, Vec<String>, usize) {
+        // Never accepted: the kernel completes the connects into the backlog.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut o = Options::new(listener.local_addr().unwrap());
+        o.connections = 3;
+        o.idle = 2;
+        let poll = Poll::new().unwrap();
+        let mut warnings = Vec::new();
+        let mut calls = 0;
+        let started = connect_up_front(
+            &poll,
+            &plan(3, 2),
+            &o,
+            &Stop::new(),
+            &mut warnings,
+            |addr, left| {
+                calls += 1;
+                if calls == 1 {
+                    Err(first.into())
+                } else {
+                    connect_blocking(addr, left)
+                }
+            },
+        );
+        (started, warnings, calls)
+    }
+
+    #[test]
+    fn a_refused_first_connect_skips_the_rest_and_the_warning_says_why() {
+        let (s, warnings, calls) = start_with_first_failing(io::ErrorKind::ConnectionRefused);
+        assert_eq!(calls, 1, "nothing listens: the rest are not tried");
+        assert_eq!((s.connected, s.refused), (0, 1));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w == "2 idle connections were not opened: the first connect was refused"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_stop_skips_every_connect_and_the_warning_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let o = Options::new(listener.local_addr().unwrap());
+        let (poll, stop) = (Poll::new().unwrap(), Stop::new());
+        stop.stop();
+        let mut warnings = Vec::new();
+        let s = connect_up_front(&poll, &plan(2, 1), &o, &stop, &mut warnings, |_, _| {
+            panic!("no connect after a stop")
+        });
+        assert_eq!((s.connected, s.refused), (0, 0));
+        assert_eq!(
+            warnings,
+            ["1 idle connections were not opened: the run was stopped"]
+        );
+    }
+
+    #[test]
+    fn another_first_connect_error_does_not_skip_the_rest() {
+        // Not "nothing listens": one connect failing for another reason says nothing about the
+        // others, which still get what is left of the shared timeout.
+        let (s, warnings, calls) = start_with_first_failing(io::ErrorKind::PermissionDenied);
+        assert_eq!(calls, 5, "3 connections and 2 idle ones");
+        assert_eq!((s.connected, s.refused), (2, 0));
+        assert_eq!(s.idle.iter().filter(|c| c.is_some()).count(), 2);
+        assert!(s.first_error.is_some());
+        assert!(
+            !warnings.iter().any(|w| w.contains("not opened")),
+            "{warnings:?}"
+        );
     }
 }

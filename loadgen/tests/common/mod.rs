@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -30,6 +30,9 @@ pub enum Behavior {
     DieAt(Duration),
     /// Read and never answer.
     Silent,
+    /// Echo a connection's first read with the FIN right behind it, in one segment on Linux, so
+    /// one readiness event carries both; then read and ignore until the client closes.
+    EchoThenHalfClose,
 }
 
 pub struct TestServer {
@@ -101,6 +104,7 @@ fn serve(mut s: TcpStream, b: Behavior, start: Instant, stop: &AtomicBool, dead:
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
     let mut buf = vec![0u8; 65536];
+    let mut half_closed = false;
     while !stop.load(Ordering::Relaxed) && !dead.load(Ordering::Relaxed) {
         let n = match s.read(&mut buf) {
             Ok(0) => return,
@@ -132,11 +136,27 @@ fn serve(mut s: TcpStream, b: Behavior, start: Instant, stop: &AtomicBool, dead:
                 return;
             }
             Behavior::Silent => continue,
+            Behavior::EchoThenHalfClose if half_closed => continue,
+            Behavior::EchoThenHalfClose => {
+                echo_with_fin(&mut s, &buf[..n]);
+                half_closed = true;
+                continue;
+            }
         }
         if s.write_all(&buf[..n]).is_err() {
             return;
         }
     }
+}
+
+/// Write `data` and shut the write side. With `TCP_CORK` the data waits in the socket and the
+/// FIN joins its segment (Linux), so the peer sees both at once; elsewhere they may leave as two
+/// segments.
+fn echo_with_fin(s: &mut TcpStream, data: &[u8]) {
+    #[cfg(target_os = "linux")]
+    let _ = socket2::SockRef::from(&*s).set_tcp_cork(true);
+    let _ = s.write_all(data);
+    let _ = s.shutdown(Shutdown::Write);
 }
 
 /// Short-run options against `addr`: 1 s measured, 100 ms warm-up, 1 thread.
@@ -152,6 +172,24 @@ pub fn options(addr: SocketAddr) -> Options {
 pub fn run(o: Options) -> Report {
     let w: Workload = o.validate().expect("valid test workload");
     loadgen::run(&w, &Stop::new(), None).expect("run starts")
+}
+
+/// Like [`run`], with a watchdog that stops the run after `limit`: a run that should end by
+/// itself but would not fails its test (the report says `interrupted`) instead of hanging it.
+pub fn run_within(o: Options, limit: Duration) -> Report {
+    let w: Workload = o.validate().expect("valid test workload");
+    let stop = Stop::new();
+    let (done, ended) = std::sync::mpsc::channel::<()>();
+    let s2 = stop.clone();
+    let dog = std::thread::spawn(move || {
+        if ended.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            s2.stop();
+        }
+    });
+    let r = loadgen::run(&w, &stop, None).expect("run starts");
+    drop(done);
+    dog.join().unwrap();
+    r
 }
 
 /// An address with nothing listening (bound, then released).
