@@ -209,6 +209,24 @@ fn progress_is_reported() {
 }
 
 #[test]
+fn progress_goes_on_after_one_thread_has_finished_its_share() {
+    // 5 requests over 2 threads at 4 req/s: one thread's share (2) is done about half a
+    // second before the other's (3). Every interval must still be reported.
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.duration = None;
+    o.requests = Some(5);
+    o.rate = Some(4.0);
+    o.threads = 2;
+    o.warmup = Duration::ZERO;
+    let last = std::cell::Cell::new(0);
+    let cb = |p: &loadgen::Progress| last.set(p.requests);
+    let r = loadgen::run(&o.validate().unwrap(), &Stop::new(), Some(&cb)).unwrap();
+    assert_eq!(r.requests, 5);
+    assert_eq!(last.get(), 5, "progress stopped before the last interval");
+}
+
+#[test]
 fn request_count_run_gives_up_when_the_server_is_gone() {
     let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(300)));
     let mut o = options(srv.addr);

@@ -80,8 +80,8 @@ struct Go {
     end: Option<Instant>,
 }
 
-/// Interval histograms merged across threads: corrected, uncorrected, threads reported.
-type Merged = (Histogram<u64>, Option<Histogram<u64>>, usize);
+/// Interval histograms merged across threads: corrected, uncorrected, which threads sent it.
+type Merged = (Histogram<u64>, Option<Histogram<u64>>, Vec<bool>);
 
 /// What one worker is responsible for.
 struct Plan {
@@ -238,6 +238,8 @@ fn run_with(
         let mut warnings = Vec::new();
         let mut pending: BTreeMap<i64, Merged> = BTreeMap::new();
         let (mut live_requests, mut live_errors, mut done) = (0u64, 0u64, 0);
+        let mut finished = vec![false; threads];
+        let mut reported = i64::MIN;
         while done < threads {
             let now = Instant::now();
             if cpu_start.is_none() && now >= warm_end {
@@ -250,7 +252,7 @@ fn run_with(
             };
             match rx.recv_timeout(wait) {
                 Ok((
-                    _,
+                    from,
                     Msg::Interval {
                         index,
                         corrected,
@@ -264,28 +266,42 @@ fn run_with(
                     }
                     let slot = pending
                         .entry(index)
-                        .or_insert_with(|| (new_hist(), None, 0));
+                        .or_insert_with(|| (new_hist(), None, vec![false; threads]));
                     merge(&mut slot.0, &corrected);
                     if let Some(u) = uncorrected {
                         merge(slot.1.get_or_insert_with(new_hist), &u);
                     }
-                    slot.2 += 1;
-                    if slot.2 == threads
-                        && let Some(p) = progress
-                    {
-                        p(&Progress {
-                            elapsed: grid(warm_end, index + 1).saturating_duration_since(t0),
-                            measuring: index >= 0,
-                            requests: live_requests,
-                            errors: live_errors,
-                            interval_rps: slot.0.len() as f64,
-                            interval_p99_us: slot.0.value_at_quantile(0.99) as f64 / 1e3,
-                        });
-                    }
+                    slot.2[from] = true;
                 }
-                Ok((_, Msg::Done)) => done += 1,
+                Ok((from, Msg::Done)) => {
+                    done += 1;
+                    finished[from] = true;
+                }
                 Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            // An interval is complete once every thread sent it or has finished (a finished
+            // thread sends no later intervals: without this, progress would stop as soon as the
+            // first thread of a request-count run finished its share).
+            let Some(p) = progress else { continue };
+            for (&index, slot) in pending.range(reported + 1..) {
+                if !slot
+                    .2
+                    .iter()
+                    .zip(&finished)
+                    .all(|(&sent, &gone)| sent || gone)
+                {
+                    break;
+                }
+                reported = index;
+                p(&Progress {
+                    elapsed: grid(warm_end, index + 1).saturating_duration_since(t0),
+                    measuring: index >= 0,
+                    requests: live_requests,
+                    errors: live_errors,
+                    interval_rps: slot.0.len() as f64,
+                    interval_p99_us: slot.0.value_at_quantile(0.99) as f64 / 1e3,
+                });
             }
         }
         let cpu_end = cpu::process_times();
