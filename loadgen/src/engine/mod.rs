@@ -70,6 +70,23 @@ enum Msg {
     Done,
     /// The worker could not set itself up (its poller) and will not run.
     SetupFailed(io::Error),
+    /// The worker panicked; it sends nothing more (see [`PanicNotice`]).
+    Panicked,
+}
+
+/// Tells the coordinator when a worker panics, so it neither waits for that worker's `Ready`
+/// nor for its `Done`; the panic itself is reported when the thread is joined.
+struct PanicNotice {
+    id: usize,
+    tx: mpsc::Sender<(usize, Msg)>,
+}
+
+impl Drop for PanicNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.tx.send((self.id, Msg::Panicked));
+        }
+    }
 }
 
 /// The shared timeline, fixed by the coordinator once every worker is connected.
@@ -165,9 +182,13 @@ fn run_with(
             };
             let (gtx, grx) = mpsc::channel::<Go>();
             let tx = tx.clone();
+            let notice = PanicNotice { id, tx: tx.clone() };
             let spawned = std::thread::Builder::new()
                 .name(format!("loadgen-{id}"))
-                .spawn_scoped(s, move || worker(w, plan, stop, tx, grx, new_poll));
+                .spawn_scoped(s, move || {
+                    let _notice = notice;
+                    worker(w, plan, stop, tx, grx, new_poll)
+                });
             match spawned {
                 Ok(h) => {
                     gos.push(gtx);
@@ -203,6 +224,16 @@ fn run_with(
                 Ok((_, Msg::SetupFailed(e))) => {
                     drop(gos);
                     return Err(LoadError::Io(e));
+                }
+                Ok((_, Msg::Panicked)) => {
+                    drop(gos);
+                    // Join here: a scope re-raises the panic of any thread left unjoined.
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(LoadError::Io(io::Error::other(
+                        "a load generator thread panicked during start-up",
+                    )));
                 }
                 Ok(_) => {}
                 Err(_) => break,
@@ -273,7 +304,8 @@ fn run_with(
                     }
                     slot.2[from] = true;
                 }
-                Ok((from, Msg::Done)) => {
+                // A panicked worker is finished too; the join below reports the panic.
+                Ok((from, Msg::Done | Msg::Panicked)) => {
                     done += 1;
                     finished[from] = true;
                 }
@@ -540,6 +572,32 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(r) => panic!(
                 "a run missing a thread's share must fail, got a report of {} requests",
+                r.requests
+            ),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+
+    fn thread_1_panics(id: usize) -> io::Result<Poll> {
+        assert_ne!(id, 1, "injected panic in load thread 1");
+        Poll::new()
+    }
+
+    #[test]
+    fn a_thread_that_panics_fails_the_run_instead_of_hanging_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut o = crate::Options::new(listener.local_addr().unwrap());
+        o.threads = 2;
+        o.connections = 2;
+        o.duration = Some(Duration::from_millis(300));
+        o.warmup = Duration::from_millis(100);
+        let w = o.validate().unwrap();
+        let t = Instant::now();
+        match run_with(&w, &Stop::new(), None, thread_1_panics) {
+            Err(LoadError::Io(e)) => assert!(e.to_string().contains("panicked"), "{e}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(r) => panic!(
+                "a run with a panicked thread must fail, got {} requests",
                 r.requests
             ),
         }
