@@ -630,21 +630,30 @@ impl Worker<'_> {
     /// Connect per request: the latency starts right before `connect`.
     fn connect_for_request(&mut self, i: usize) {
         let t = Instant::now();
-        match TcpStream::connect(self.addr) {
-            Ok(mut s) => {
-                if let Err(e) = self.poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    return self.fail(i, kind_of(&e), t);
-                }
+        if self.start_connect(i, t) {
+            self.conns[i].pipe.stamp_all(t);
+        }
+    }
+
+    /// Starts a nonblocking connect for connection `i` and registers it; a failure is counted
+    /// against `i` at `t`. Returns whether the connect is under way.
+    fn start_connect(&mut self, i: usize, t: Instant) -> bool {
+        let result = TcpStream::connect(self.addr).and_then(|mut s| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            self.poll.registry().register(&mut s, Token(i), interest)?;
+            Ok(s)
+        });
+        match result {
+            Ok(s) => {
                 let c = &mut self.conns[i];
-                c.pipe.stamp_all(t);
                 c.stream = Some(s);
                 c.state = State::Connecting { since: t };
+                true
             }
-            Err(e) => self.fail(i, kind_of(&e), t),
+            Err(e) => {
+                self.fail(i, kind_of(&e), t);
+                false
+            }
         }
     }
 
@@ -819,21 +828,7 @@ impl Worker<'_> {
             self.conns[i].state = State::Free;
             return self.became_ready(i, now);
         }
-        match TcpStream::connect(self.addr) {
-            Ok(mut s) => {
-                if let Err(e) = self.poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                ) {
-                    return self.fail(i, kind_of(&e), now);
-                }
-                let c = &mut self.conns[i];
-                c.stream = Some(s);
-                c.state = State::Connecting { since: now };
-            }
-            Err(e) => self.fail(i, kind_of(&e), now),
-        }
+        self.start_connect(i, now);
     }
 
     fn idle_event(&mut self, j: usize) {
