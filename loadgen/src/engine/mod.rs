@@ -542,6 +542,18 @@ mod tests {
     }
 
     /// Thread 1 cannot create its poller; the others can.
+    /// A short two-thread run whose pollers come from `new_poll`, against a listener that never
+    /// accepts (the kernel completes connects into the backlog: enough to start).
+    fn run_two_threads(new_poll: NewPoll) -> Result<Report, LoadError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut o = crate::Options::new(listener.local_addr().unwrap());
+        o.threads = 2;
+        o.connections = 2;
+        o.duration = Some(Duration::from_millis(300));
+        o.warmup = Duration::from_millis(100);
+        run_with(&o.validate().unwrap(), &Stop::new(), None, new_poll)
+    }
+
     fn thread_1_has_no_poller(id: usize) -> io::Result<Poll> {
         if id == 1 {
             Err(io::Error::other("injected poller failure"))
@@ -552,16 +564,8 @@ mod tests {
 
     #[test]
     fn a_thread_that_cannot_start_fails_the_run() {
-        // Never accepted, but the kernel completes connects into the backlog: enough to start.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut o = crate::Options::new(listener.local_addr().unwrap());
-        o.threads = 2;
-        o.connections = 2;
-        o.duration = Some(Duration::from_millis(300));
-        o.warmup = Duration::from_millis(100);
-        let w = o.validate().unwrap();
         let t = Instant::now();
-        match run_with(&w, &Stop::new(), None, thread_1_has_no_poller) {
+        match run_two_threads(thread_1_has_no_poller) {
             Err(LoadError::Io(e)) => {
                 let msg = e.to_string();
                 assert!(
@@ -585,15 +589,8 @@ mod tests {
 
     #[test]
     fn a_thread_that_panics_fails_the_run_instead_of_hanging_it() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut o = crate::Options::new(listener.local_addr().unwrap());
-        o.threads = 2;
-        o.connections = 2;
-        o.duration = Some(Duration::from_millis(300));
-        o.warmup = Duration::from_millis(100);
-        let w = o.validate().unwrap();
         let t = Instant::now();
-        match run_with(&w, &Stop::new(), None, thread_1_panics) {
+        match run_two_threads(thread_1_panics) {
             Err(LoadError::Io(e)) => assert!(e.to_string().contains("panicked"), "{e}"),
             Err(e) => panic!("wrong error: {e}"),
             Ok(r) => panic!(
