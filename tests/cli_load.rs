@@ -112,6 +112,12 @@ fn good_run_writes_contract_json_and_hlog() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stderr is not a terminal here: no progress bar, and nothing else went wrong.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("throughput") && stdout.contains("p99.99"),
