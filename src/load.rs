@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 use loadgen::{Arrival, LoadError, Options, Report, SizeRange, Stop, Workload};
 
 use crate::exit::{self, CliError, CliResult};
+use crate::units::parse_bytes;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ArrivalArg {
@@ -30,8 +31,8 @@ pub struct LoadArgs {
     /// Connections kept open (closed and open loop) or connect slots (--connect-per-request).
     #[arg(short = 'c', long, default_value_t = 10)]
     pub connections: usize,
-    /// Message size in bytes [default: 64].
-    #[arg(short = 's', long)]
+    /// Message size in bytes (suffixes k, KiB, m, MiB allowed) [default: 64].
+    #[arg(short = 's', long, value_parser = parse_bytes)]
     pub size: Option<usize>,
     /// Message sizes drawn uniformly from MIN..MAX bytes (seeded).
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_range)]
@@ -91,8 +92,7 @@ fn parse_range(s: &str) -> Result<(usize, usize), String> {
     let (a, b) = s
         .split_once("..")
         .ok_or("expected MIN..MAX, e.g. 64..1024")?;
-    let p = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("{v:?}: {e}"));
-    Ok((p(a)?, p(b)?))
+    Ok((parse_bytes(a)?, parse_bytes(b)?))
 }
 
 /// A parsed `--cpus` list. A newtype because clap reads a bare `Vec` as "many values".

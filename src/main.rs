@@ -11,6 +11,7 @@ mod load;
 mod logger;
 mod models;
 mod serve;
+mod units;
 
 use std::process::ExitCode;
 

@@ -14,6 +14,7 @@ use servers::{AcceptMode, Config, Model, Server, StartError};
 
 use crate::exit::{CliError, CliResult};
 use crate::limits;
+use crate::units::parse_bytes;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -51,24 +52,6 @@ fn parse_accept(s: &str) -> Result<AcceptMode, String> {
             "'{s}' is not an accept mode (reuse-port or handoff)"
         )),
     }
-}
-
-/// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB` (binary multiples).
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a byte count (e.g. 16384 or 16KiB)"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use k or m)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -118,19 +101,4 @@ pub fn run(args: ServeArgs) -> CliResult {
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_bytes;
-
-    #[test]
-    fn byte_counts_parse() {
-        assert_eq!(parse_bytes("16384"), Ok(16384));
-        assert_eq!(parse_bytes("16KiB"), Ok(16384));
-        assert_eq!(parse_bytes("16k"), Ok(16384));
-        assert_eq!(parse_bytes("1m"), Ok(1 << 20));
-        assert!(parse_bytes("x").is_err());
-        assert!(parse_bytes("12q").is_err());
-    }
 }
