@@ -146,6 +146,18 @@ pub(crate) fn wake_blocking_accept(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&target, Duration::from_secs(1));
 }
 
+/// Readies an accepted socket for a readiness loop, the same way for every model:
+/// nonblocking (a socket that cannot be is refused and counted as an accept error) and
+/// `TCP_NODELAY`.
+pub(crate) fn prepare_nonblocking(stream: &TcpStream, shared: &Shared) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        shared.accept_error();
+        return false;
+    }
+    let _ = stream.set_nodelay(true);
+    true
+}
+
 /// What a nonblocking accept round ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AcceptState {

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
-use crate::listen::{Incoming, Pacer};
+use crate::listen::{Incoming, Pacer, prepare_nonblocking};
 use crate::server::Ctx;
 use crate::sys::timeout_ms;
 
@@ -122,11 +122,9 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     ctx.ready();
 
     let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
-        if stream.set_nonblocking(true).is_err() {
-            ctx.shared.accept_error();
+        if !prepare_nonblocking(&stream, &ctx.shared) {
             return;
         }
-        let _ = stream.set_nodelay(true);
         let fd = stream.as_raw_fd();
         let key = conns.insert(Conn::new(stream, ctx.config.buffer_size));
         let interest = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::conn::{Conn, Status};
-use crate::listen::{Incoming, Pacer};
+use crate::listen::{Incoming, Pacer, prepare_nonblocking};
 use crate::server::Ctx;
 use crate::sys::{RawSock, raw};
 use crate::wake::WakeSocket;
@@ -121,11 +121,9 @@ fn adopt(
         log::warn!("{why}");
         return; // dropping the stream closes it: the client sees the connection end
     }
-    if stream.set_nonblocking(true).is_err() {
-        ctx.shared.accept_error();
+    if !prepare_nonblocking(&stream, &ctx.shared) {
         return;
     }
-    let _ = stream.set_nodelay(true);
     ctx.shared.opened();
     conns.push((Conn::new(stream, ctx.config.buffer_size), Status::WantRead));
 }

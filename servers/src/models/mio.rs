@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
-use crate::listen::{Incoming, Pacer};
+use crate::listen::{Incoming, Pacer, prepare_nonblocking};
 use crate::server::Ctx;
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -56,7 +56,6 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
 
     let adopt =
         |mut stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
-            let _ = stream.set_nodelay(true);
             let entry = conns.vacant_entry();
             let key = entry.key();
             let interest = Interest::READABLE | Interest::WRITABLE;
@@ -82,7 +81,10 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
             pacer.accept_if_due(
                 &ctx.shared,
                 || l.accept().map(|(s, _)| s),
-                |s| adopt(s, &mut conns, &mut yielded),
+                |s| {
+                    let _ = s.set_nodelay(true);
+                    adopt(s, &mut conns, &mut yielded)
+                },
             );
         }
         for key in std::mem::take(&mut yielded) {
@@ -102,8 +104,10 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
             match ev.token() {
                 WAKER => {
                     for s in inbox.iter().flat_map(|i| i.take()) {
-                        let _ = s.set_nonblocking(true);
-                        adopt(TcpStream::from_std(s), &mut conns, &mut yielded);
+                        // Handed-off sockets come blocking from the acceptor thread.
+                        if prepare_nonblocking(&s, &ctx.shared) {
+                            adopt(TcpStream::from_std(s), &mut conns, &mut yielded);
+                        }
                     }
                 }
                 LISTENER => pacer.signalled(),

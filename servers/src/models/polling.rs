@@ -14,7 +14,7 @@ use polling::{Event, Events, Poller};
 use slab::Slab;
 
 use crate::conn::{Conn, Status};
-use crate::listen::{AcceptState, Incoming, Pacer};
+use crate::listen::{AcceptState, Incoming, Pacer, prepare_nonblocking};
 use crate::server::Ctx;
 
 const LISTENER: usize = usize::MAX - 1;
@@ -50,15 +50,13 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     ctx.ready();
 
     let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
-        if stream.set_nonblocking(true).is_err() {
-            ctx.shared.accept_error();
+        if !prepare_nonblocking(&stream, &ctx.shared) {
             return;
         }
-        let _ = stream.set_nodelay(true);
         let entry = conns.vacant_entry();
         let key = entry.key();
         // Registered with no interest: `drive` arms it with what it waits for.
-        // SAFETY: the stream is deleted from the poller before it is dropped (see `finish`).
+        // SAFETY: the stream is deleted from the poller before it is dropped (`drive` on `Done`, and the end of `run`).
         if unsafe { poller.add(&stream, Event::none(key)) }.is_err() {
             ctx.shared.accept_error();
             return;
