@@ -240,8 +240,10 @@ pub fn run(args: LoadArgs) -> CliResult {
         Err(e) => return Err(CliError::runtime(e)),
     };
 
+    let result = iomodels::record::PointResult::client_only(report);
+    let report = &result.report;
     if let Some(p) = &json {
-        report
+        result
             .write_json(p)
             .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", p.display())))?;
     }
@@ -251,7 +253,7 @@ pub fn run(args: LoadArgs) -> CliResult {
             .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", p.display())))?;
     }
     // A closed stdout (`| head`) is not an error: ignore write failures of the summary.
-    let _ = print_summary(&mut std::io::stdout().lock(), &report);
+    let _ = print_summary(&mut std::io::stdout().lock(), report);
 
     if report.interrupted {
         return Ok(ExitCode::from(exit::INTERRUPTED));

@@ -5,7 +5,8 @@
 
 use crate::report::Host;
 
-pub(crate) fn host() -> Host {
+/// The machine this runs on; fields that cannot be read here are `"unknown"`.
+pub fn host() -> Host {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".to_owned());

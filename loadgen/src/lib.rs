@@ -22,8 +22,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use engine::run;
-pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram};
+pub use engine::{run, run_with_hooks};
+pub use host::host;
+pub use report::{
+    Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram, encode_histogram,
+};
 pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
 
 /// User and system CPU time this process has used so far (all threads), from the OS.
@@ -71,6 +74,32 @@ pub struct Progress {
     pub interval_rps: f64,
     /// p99 latency (corrected in open loop) of the last interval, in microseconds.
     pub interval_p99_us: f64,
+}
+
+/// An edge of the measured window (after warm-up), reported through [`Hooks::window`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// Warm-up just ended; the generator samples its own CPU time right after this call.
+    Opened,
+    /// Every worker has finished; the generator sampled its own CPU time just before this call.
+    Closed,
+}
+
+/// Callbacks into a run, all called on the thread that called [`run_with_hooks`].
+#[derive(Clone, Copy, Default)]
+pub struct Hooks<'a> {
+    /// A live view about once a second (see [`Progress`]).
+    pub progress: Option<&'a dyn Fn(&Progress)>,
+    /// The measured window's two edges, each exactly once and in order, even when the run ends
+    /// before its warm-up does (then the window is empty). Keep it short: it runs between the
+    /// generator's own CPU samples.
+    pub window: Option<&'a dyn Fn(Window)>,
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same directory, then a rename, so
+/// a reader sees the old file or the whole new one, never half of it.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    atomic_file::write(path, bytes)
 }
 
 /// Why a run could not produce a report at all. Errors *during* a run are counted in

@@ -1,6 +1,6 @@
 //! The result of a run as plain data, and its two file formats (JSON and `.hlog`).
 //!
-//! The numbers are computed once, here, from the merged histograms; the CLI and `report/` only
+//! The numbers are computed once, here, from the merged histograms; the binary's exporters only
 //! format them. The JSON shape is a contract (`schema: "iomodels.result/1"`, described key by key
 //! in `results/README.md`). This module deliberately does not print or choose file names.
 
@@ -122,7 +122,11 @@ pub struct Interval {
     pub uncorrected: Option<Histogram<u64>>,
 }
 
-/// Everything a run measured. Serialises to the result JSON contract.
+/// Everything the generator measured: the result JSON contract minus its server half.
+///
+/// `server_cpu` and `server` are not here: the generator cannot know them. The binary's point
+/// record wraps a `Report` (flattened) with those two keys, so the file on disk still has every
+/// key of the contract.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub schema: String,
@@ -146,10 +150,6 @@ pub struct Report {
     pub connect_us: Option<LatencySummary>,
     pub errors: Errors,
     pub client_cpu: Cpu,
-    /// Filled by `iomodels run`, null from `load`.
-    pub server_cpu: Option<Cpu>,
-    /// `{model, config, stats}`, filled by `iomodels run`, null from `load`.
-    pub server: Option<serde_json::Value>,
     pub saturated: bool,
     pub interrupted: bool,
     pub warnings: Vec<String>,
@@ -166,8 +166,9 @@ pub struct Report {
     pub measured_start: Option<SystemTime>,
 }
 
-/// Serialise a histogram the way the JSON carries it.
-pub(crate) fn encode(h: &Histogram<u64>) -> String {
+/// Serialise a histogram the way the JSON carries it (V2 + deflate, base64); the inverse of
+/// [`decode_histogram`].
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut buf = Vec::new();
     // Serialising to a Vec only fails for histograms too large for V2, which 3-digit ns
     // histograms bounded at one hour are not; an empty string would then flag it.

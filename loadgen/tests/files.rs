@@ -58,8 +58,6 @@ fn json_round_trips_with_contract_keys() {
         "latency_us",
         "errors",
         "client_cpu",
-        "server_cpu",
-        "server",
         "saturated",
         "interrupted",
         "warnings",

@@ -33,7 +33,7 @@ use mio::Poll;
 
 use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA};
 use crate::workload::{Limit, Workload};
-use crate::{LoadError, Progress, Stop, cpu, host};
+use crate::{Hooks, LoadError, Progress, Stop, Window, cpu, host};
 use errors::{Kind, kind_of};
 use schedule::{SECOND, grid};
 use worker::worker;
@@ -149,7 +149,19 @@ pub fn run(
     stop: &Stop,
     progress: Option<&dyn Fn(&Progress)>,
 ) -> Result<Report, LoadError> {
-    run_with(w, stop, progress, |_| Poll::new())
+    let hooks = Hooks {
+        progress,
+        window: None,
+    };
+    run_with(w, stop, &hooks, |_| Poll::new())
+}
+
+/// [`run`] with every hook: progress, and the edges of the measured window.
+///
+/// `iomodels run` uses the window hook to sample the server process's CPU time over exactly the
+/// window the generator's own `client_cpu` covers. Errors and guarantees are those of [`run`].
+pub fn run_with_hooks(w: &Workload, stop: &Stop, hooks: &Hooks) -> Result<Report, LoadError> {
+    run_with(w, stop, hooks, |_| Poll::new())
 }
 
 /// How a worker (by id) gets its poller. A parameter rather than a plain `Poll::new()` only so
@@ -159,9 +171,15 @@ type NewPoll = fn(usize) -> io::Result<Poll>;
 fn run_with(
     w: &Workload,
     stop: &Stop,
-    progress: Option<&dyn Fn(&Progress)>,
+    hooks: &Hooks,
     new_poll: NewPoll,
 ) -> Result<Report, LoadError> {
+    let progress = hooks.progress;
+    let window = |edge| {
+        if let Some(f) = hooks.window {
+            f(edge)
+        }
+    };
     let o = w.options();
     let threads = w.effective_threads();
     let (tx, rx) = mpsc::channel::<(usize, Msg)>();
@@ -274,6 +292,7 @@ fn run_with(
         while done < threads {
             let now = Instant::now();
             if cpu_start.is_none() && now >= warm_end {
+                window(Window::Opened);
                 cpu_start = Some(cpu::process_times());
             }
             let wait = if cpu_start.is_none() {
@@ -336,7 +355,14 @@ fn run_with(
                 });
             }
         }
+        if cpu_start.is_none() {
+            // The run ended before its warm-up did (a stop, or a request count reached early):
+            // the window is empty but its edges are still reported, in order.
+            window(Window::Opened);
+            cpu_start = Some(cpu::process_times());
+        }
         let cpu_end = cpu::process_times();
+        window(Window::Closed);
 
         let mut outcomes = Vec::with_capacity(threads);
         for h in handles {
@@ -500,13 +526,11 @@ fn run_with(
                 .then(|| LatencySummary::from_ns(&connect)),
             errors,
             client_cpu,
-            server_cpu: None,
-            server: None,
             saturated,
             interrupted,
             warnings,
-            histogram: report::encode(&corrected),
-            uncorrected_histogram: open.then(|| report::encode(&uncorrected)),
+            histogram: report::encode_histogram(&corrected),
+            uncorrected_histogram: open.then(|| report::encode_histogram(&uncorrected)),
             intervals,
             measured_start: Some(wall_t0 + o.warmup),
         })
@@ -551,7 +575,12 @@ mod tests {
         o.connections = 2;
         o.duration = Some(Duration::from_millis(300));
         o.warmup = Duration::from_millis(100);
-        run_with(&o.validate().unwrap(), &Stop::new(), None, new_poll)
+        run_with(
+            &o.validate().unwrap(),
+            &Stop::new(),
+            &Hooks::default(),
+            new_poll,
+        )
     }
 
     fn thread_1_has_no_poller(id: usize) -> io::Result<Poll> {
