@@ -10,9 +10,10 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use servers::ServerStats;
@@ -49,6 +50,8 @@ pub struct ServeChild {
     stdin: Option<ChildStdin>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The thread draining stderr; joined once the process has exited, so the tail is whole.
+    stderr_reader: Option<JoinHandle<()>>,
     addr: SocketAddr,
 }
 
@@ -82,23 +85,27 @@ impl ServeChild {
         let stdin = child.stdin.take();
         let stdout = lines(child.stdout.take());
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(err) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|err| {
             let tail = stderr.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
                     let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                     if t.len() == STDERR_TAIL {
                         t.pop_front();
                     }
                     t.push_back(line);
                 }
-            });
-        }
+            })
+        });
         let mut this = Self {
             child,
             stdin,
             stdout,
             stderr,
+            stderr_reader,
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         };
         match this.stdout.recv_timeout(timeout) {
@@ -178,7 +185,13 @@ impl ServeChild {
         let deadline = Instant::now() + timeout;
         loop {
             match self.child.try_wait() {
-                Ok(Some(s)) => return describe(s),
+                Ok(Some(s)) => {
+                    // The pipe closes with the process: the reader ends with the last line.
+                    if let Some(r) = self.stderr_reader.take() {
+                        let _ = r.join();
+                    }
+                    return s.to_string();
+                }
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))
                 }
@@ -199,10 +212,6 @@ impl Drop for ServeChild {
         }
         let _ = self.child.wait();
     }
-}
-
-fn describe(s: ExitStatus) -> String {
-    s.to_string()
 }
 
 /// Each line of `r` into a channel; the channel closes at end of file.

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, ValueEnum};
-use loadgen::{Arrival, LoadError, Options, Report, SizeRange, Stop, Workload};
+use loadgen::{Arrival, LoadError, Options, Report, SizeRange, Workload};
 
 use crate::exit::{self, CliError, CliResult};
+use crate::interrupt::Interrupt;
 use crate::units::parse_bytes;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,7 +85,8 @@ pub struct LoadArgs {
     pub seed: Option<u64>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses `10s`, `500ms`, `2m` (humantime).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 2m)"))
 }
 
@@ -196,12 +198,8 @@ pub fn run(args: LoadArgs) -> CliResult {
         )));
     }
 
-    let stop = Stop::new();
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.stop())
-            .map_err(|e| CliError::runtime(anyhow!("cannot install the Ctrl-C handler: {e}")))?;
-    }
+    let interrupt = Interrupt::install().map_err(CliError::runtime)?;
+    let stop = interrupt.stop();
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new_spinner();
@@ -226,7 +224,7 @@ pub fn run(args: LoadArgs) -> CliResult {
             ));
         }
     };
-    let result = loadgen::run(&workload, &stop, Some(&on_progress));
+    let result = loadgen::run(&workload, stop, Some(&on_progress));
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

@@ -6,10 +6,12 @@
 #![forbid(unsafe_code)]
 
 mod exit;
+mod interrupt;
 mod limits;
 mod load;
 mod logger;
 mod models;
+mod run;
 mod serve;
 mod units;
 
@@ -33,6 +35,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load an echo server (closed or open loop) and measure latency, throughput and CPU.
     Load(Box<load::LoadArgs>),
+    /// Measure every model on this machine (each point, interleaved rounds) and write results,
+    /// a summary, a table and report.html.
+    Run(Box<run::RunArgs>),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(&args),
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
+        Command::Run(args) => run::run(*args),
     };
     match result {
         Ok(code) => code,

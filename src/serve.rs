@@ -13,6 +13,7 @@ use clap::Args;
 use servers::{AcceptMode, Config, Model, Server, StartError};
 
 use crate::exit::{CliError, CliResult};
+use crate::interrupt::Interrupt;
 use crate::limits;
 use crate::units::parse_bytes;
 
@@ -73,9 +74,9 @@ pub fn run(args: ServeArgs) -> CliResult {
     })?;
     let stop = server.stop_handle();
     let on_signal = stop.clone();
-    ctrlc::set_handler(move || on_signal.stop())
-        .context("cannot install the SIGINT/SIGTERM handler")
-        .map_err(CliError::runtime)?;
+    Interrupt::install()
+        .map_err(CliError::runtime)?
+        .on_interrupt(move || on_signal.stop());
     if args.stop_on_stdin_eof {
         let on_eof = stop.clone();
         std::thread::spawn(move || {

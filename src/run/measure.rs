@@ -1,0 +1,172 @@
+//! One measurement: start the model's server as a child process, load it with the in-process
+//! generator, sample the child's CPU over exactly the measured window, stop it, and put both
+//! halves into one [`PointResult`].
+//!
+//! It deliberately decides nothing about files or rounds; a failure comes back as one line for
+//! the summary, with whatever was measured before it.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::time::Duration;
+
+use iomodels::child::ServeChild;
+use iomodels::record::{PointResult, ServeConfig, ServerSide};
+use loadgen::{Cpu, Hooks, LoadError, Options, Progress, Stop, Window};
+
+use super::plan::{Point, Timing};
+
+/// How long a server may take to print `listening`, and to stop after stdin EOF, before it is
+/// reported (and killed).
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything one measurement needs.
+pub struct Job<'a> {
+    pub exe: &'a Path,
+    pub model: &'a str,
+    pub point: Point,
+    /// Open loop: requests per second; closed loop: `None`.
+    pub rate: Option<f64>,
+    pub timing: Timing,
+    pub serve: &'a ServeConfig,
+    /// CPUs for the generator's threads (one thread per CPU), or unpinned.
+    pub client_cpus: Option<&'a [usize]>,
+    pub stop: &'a Stop,
+}
+
+/// What came of a measurement: a result (possibly partial), and a failure line when something
+/// went wrong (the server would not start or died, errors were counted, nothing completed).
+pub struct Outcome {
+    pub result: Option<PointResult>,
+    pub failure: Option<String>,
+}
+
+impl Outcome {
+    fn failed(why: String) -> Self {
+        Self {
+            result: None,
+            failure: Some(why),
+        }
+    }
+}
+
+/// The `serve` flags that reproduce `config` exactly.
+pub fn serve_args(config: &ServeConfig) -> Vec<String> {
+    let mut a = vec![
+        "--threads".into(),
+        config.threads.to_string(),
+        "--buffer".into(),
+        config.buffer_size.to_string(),
+        "--backlog".into(),
+        config.backlog.to_string(),
+        "--accept".into(),
+        config.accept.clone(),
+    ];
+    if let Some(c) = &config.cpus {
+        a.push("--cpus".into());
+        a.push(
+            c.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    a
+}
+
+/// Run one job. `progress` receives the generator's live view.
+pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
+    let mut child = match ServeChild::spawn(job.exe, job.model, &serve_args(job.serve), CHILD_TIMEOUT)
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(format!("server did not start: {e}")),
+    };
+    let p = job.point;
+    let mut o = Options::new(child.addr());
+    o.connections = p.connections;
+    o.size = p.size;
+    o.rate = job.rate;
+    o.duration = Some(job.timing.duration);
+    o.warmup = job.timing.warmup;
+    o.cpus = job.client_cpus.map(<[usize]>::to_vec);
+    o.threads = job.client_cpus.map_or(1, <[usize]>::len).min(p.connections);
+    let workload = match o.validate() {
+        Ok(w) => w,
+        Err(e) => return Outcome::failed(format!("invalid workload: {e}")),
+    };
+
+    // The child's CPU at the window's two edges, sampled right next to the generator's own.
+    let samples: RefCell<Vec<std::io::Result<(Duration, Duration)>>> = RefCell::new(Vec::new());
+    let window = |_: Window| {
+        samples
+            .borrow_mut()
+            .push(loadgen::child_cpu_times(child.process()));
+    };
+    let hooks = Hooks {
+        progress: Some(progress),
+        window: Some(&window),
+    };
+    let measured = loadgen::run_with_hooks(&workload, job.stop, &hooks);
+    let died = child.has_exited();
+    let stderr = child.stderr_tail();
+    let stats = child.stop(CHILD_TIMEOUT);
+
+    let mut report = match measured {
+        Ok(r) => r,
+        Err(LoadError::Refused { addr }) => {
+            return Outcome::failed(format!("connection refused by {addr}: {stderr}"));
+        }
+        Err(e) => return Outcome::failed(format!("load failed: {e}")),
+    };
+    let samples = samples.into_inner();
+    let server_cpu = match samples.as_slice() {
+        [Ok(a), Ok(b)] => Some(Cpu::new(
+            b.0.saturating_sub(a.0),
+            b.1.saturating_sub(a.1),
+            report.requests,
+        )),
+        _ => {
+            let why = samples
+                .iter()
+                .find_map(|s| s.as_ref().err().map(ToString::to_string))
+                .unwrap_or_else(|| "window not reported".into());
+            report
+                .warnings
+                .push(format!("server CPU time unavailable: {why}"));
+            None
+        }
+    };
+    let mut failure = None;
+    let stats = match stats {
+        Ok(s) => Some(s),
+        Err(e) => {
+            failure = Some(if died {
+                format!("server died during the measurement: {e}")
+            } else {
+                format!("server did not stop cleanly: {e}")
+            });
+            None
+        }
+    };
+    let e = &report.errors;
+    if failure.is_none() && e.total > 0 {
+        failure = Some(format!(
+            "{} errors (refused {}, reset {}, timeout {}, mismatch {}, addr_unavailable {}, other {})",
+            e.total, e.refused, e.reset, e.timeout, e.mismatch, e.addr_unavailable, e.other
+        ));
+    }
+    if failure.is_none() && report.requests == 0 && !report.interrupted {
+        failure = Some("no request completed".into());
+    }
+    Outcome {
+        result: Some(PointResult {
+            report,
+            server_cpu,
+            server: Some(ServerSide {
+                model: job.model.to_owned(),
+                config: job.serve.clone(),
+                stats,
+            }),
+        }),
+        failure,
+    }
+}

@@ -1,0 +1,175 @@
+//! What `run` measures, in which order, for how long: the points (names and shapes from the
+//! contract), the interleaved model order of each round, the durations, and the time estimate.
+//!
+//! Pure data and arithmetic, unit-tested; nothing here starts a process or measures.
+
+use std::time::Duration;
+
+use iomodels::record::PointSpec;
+
+/// One point of the matrix (contract names and shapes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    pub name: &'static str,
+    pub connections: usize,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Open loop at this fraction of the same model's `throughput` rate in the same round.
+    pub rate_of_throughput: Option<f64>,
+}
+
+/// Every point, in the order a round runs them (`throughput` before `open`, which needs its
+/// rate).
+pub const POINTS: &[Point] = &[
+    Point {
+        name: "latency",
+        connections: 1,
+        size: 64,
+        rate_of_throughput: None,
+    },
+    Point {
+        name: "throughput",
+        connections: 50,
+        size: 512,
+        rate_of_throughput: None,
+    },
+    Point {
+        name: "heavy",
+        connections: 500,
+        size: 512,
+        rate_of_throughput: None,
+    },
+    Point {
+        name: "open",
+        connections: 50,
+        size: 512,
+        rate_of_throughput: Some(0.5),
+    },
+];
+
+impl Point {
+    /// The point as the summary records it.
+    pub fn spec(&self) -> PointSpec {
+        PointSpec {
+            name: self.name.to_owned(),
+            connections: self.connections,
+            size: self.size,
+            depth: 1,
+            rate_of_throughput: self.rate_of_throughput,
+        }
+    }
+}
+
+/// The points named in `names` (comma-separated list already split), in run order.
+pub fn select_points(names: &[String]) -> Result<Vec<Point>, String> {
+    for n in names {
+        if !POINTS.iter().any(|p| p.name == n.as_str()) {
+            return Err(format!(
+                "unknown point {n:?}: choose among {}",
+                POINTS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    Ok(POINTS
+        .iter()
+        .filter(|p| names.iter().any(|n| n == p.name))
+        .copied()
+        .collect())
+}
+
+/// The model order of `round` (from 1): as given in odd rounds, reversed in even ones
+/// (A B C, C B A, A B C, ...), so slow drift of the machine touches every model alike.
+pub fn order<T: Clone>(models: &[T], round: usize) -> Vec<T> {
+    let mut v = models.to_vec();
+    if round % 2 == 0 {
+        v.reverse();
+    }
+    v
+}
+
+/// Rounds and durations of one run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    pub rounds: usize,
+    /// Measured time per point and round.
+    pub duration: Duration,
+    /// Warm-up before each measurement, excluded from every figure.
+    pub warmup: Duration,
+}
+
+impl Timing {
+    /// The defaults (3 rounds of 3 s after 1 s warm-up; `--quick`: 1 round of 1 s after
+    /// 250 ms), overridden by whatever was given.
+    pub fn new(
+        quick: bool,
+        rounds: Option<usize>,
+        duration: Option<Duration>,
+        warmup: Option<Duration>,
+    ) -> Self {
+        let (r, d, w) = if quick {
+            (1, Duration::from_secs(1), Duration::from_millis(250))
+        } else {
+            (3, Duration::from_secs(3), Duration::from_secs(1))
+        };
+        Self {
+            rounds: rounds.unwrap_or(r),
+            duration: duration.unwrap_or(d),
+            warmup: warmup.unwrap_or(w),
+        }
+    }
+
+    /// Expected wall time: every model × point × round, each its warm-up and duration plus
+    /// about 0.3 s to start and stop a server and connect (measured on the reference VM).
+    pub fn estimate(&self, models: usize, points: usize) -> Duration {
+        let per = self.duration + self.warmup + Duration::from_millis(300);
+        per * (models * points * self.rounds) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_their_order() {
+        let m = ["a", "b", "c"];
+        assert_eq!(order(&m, 1), ["a", "b", "c"]);
+        assert_eq!(order(&m, 2), ["c", "b", "a"]);
+        assert_eq!(order(&m, 3), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn points_are_selected_in_run_order_and_unknown_ones_named() {
+        let p = select_points(&["open".into(), "latency".into()]).unwrap();
+        assert_eq!(
+            p.iter().map(|p| p.name).collect::<Vec<_>>(),
+            ["latency", "open"]
+        );
+        let e = select_points(&["fast".into()]).unwrap_err();
+        assert!(e.contains("\"fast\"") && e.contains("heavy"), "{e}");
+    }
+
+    #[test]
+    fn open_follows_throughput_and_shapes_match_the_contract() {
+        let names: Vec<_> = POINTS.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["latency", "throughput", "heavy", "open"]);
+        let shape = |n: &str| {
+            let p = POINTS.iter().find(|p| p.name == n).unwrap();
+            (p.connections, p.size)
+        };
+        assert_eq!(shape("latency"), (1, 64));
+        assert_eq!(shape("throughput"), (50, 512));
+        assert_eq!(shape("heavy"), (500, 512));
+        assert_eq!(shape("open"), (50, 512));
+    }
+
+    #[test]
+    fn quick_is_about_a_minute_for_eight_models() {
+        let t = Timing::new(true, None, None, None);
+        assert_eq!(t.rounds, 1);
+        let e = t.estimate(8, 4).as_secs();
+        assert!((40..=90).contains(&e), "{e}");
+        let d = Timing::new(false, Some(5), None, None);
+        assert_eq!(d.rounds, 5);
+    }
+}

@@ -1,0 +1,130 @@
+//! `iomodels run` as a user runs it: inputs checked before anything is measured (exit 2), and
+//! a short real run that writes the contract's layout, `summary.json`, `report.html` and the
+//! table. Not a test of the figures (`loadgen/tests` checks the generator against known truth).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn iomodels(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iomodels"))
+        .args(args)
+        .output()
+        .expect("run iomodels")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("iomodels-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line_before_measuring() {
+    let busy = temp("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("x"), "x").unwrap();
+    let file = temp("file");
+    std::fs::write(&file, "x").unwrap();
+    let busy = busy.to_str().unwrap();
+    let file = file.to_str().unwrap();
+    for (args, says) in [
+        (&["run", "--models", "nosuch"][..], "nosuch"),
+        (&["run", "--points", "fast"], "fast"),
+        (&["run", "--server-cpus", "999"], "999"),
+        (&["run", "--client-cpus", "x"], "--client-cpus"),
+        (&["run", "--rounds", "0"], "--rounds"),
+        (&["run", "--out", busy], "not empty"),
+        (&["run", "--out", file], "is a file"),
+    ] {
+        let out = iomodels(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?} measured something");
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_short_run_writes_every_file_of_the_layout() {
+    let dir = temp("layout");
+    let models = "epoll,blocking";
+    #[cfg(not(target_os = "linux"))]
+    let models = "mio,blocking";
+    let out = iomodels(&[
+        "run",
+        "--models",
+        models,
+        "--points",
+        "latency,throughput,open",
+        "--rounds",
+        "2",
+        "-t",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let s = read_json(&dir.join("summary.json"));
+    assert_eq!(s["schema"], "iomodels.summary/1");
+    assert!(s["finished"].is_string());
+    assert_eq!(s["interrupted"], false);
+    let names: Vec<&str> = models.split(',').collect();
+    for m in &names {
+        assert!(stdout.contains(m), "table lacks {m}: {stdout}");
+        let ms = s["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["model"] == *m)
+            .unwrap();
+        assert_eq!(ms["failures"].as_array().unwrap().len(), 0, "{ms}");
+        for p in ["latency", "throughput", "open"] {
+            for f in [
+                format!("{m}/{p}.json"),
+                format!("{m}/{p}.hlog"),
+                format!("{m}/{p}.r1.json"),
+                format!("{m}/{p}.r2.json"),
+                format!("{m}/{p}.r2.hlog"),
+            ] {
+                assert!(dir.join(&f).is_file(), "missing {f}");
+            }
+            let r = read_json(&dir.join(format!("{m}/{p}.json")));
+            assert_eq!(r["server"]["model"], *m);
+            assert!(r["server_cpu"]["us_per_request"].as_f64().unwrap() > 0.0, "{p}");
+            assert!(r["server"]["stats"]["accepted"].as_u64().unwrap() >= 1);
+            let ps = ms["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["point"] == p)
+                .unwrap();
+            assert_eq!(ps["rounds"], 2);
+            // The copy is the round with the median throughput.
+            let k = ps["median_round"].as_u64().unwrap();
+            let copy = std::fs::read(dir.join(format!("{m}/{p}.json"))).unwrap();
+            let round = std::fs::read(dir.join(format!("{m}/{p}.r{k}.json"))).unwrap();
+            assert_eq!(copy, round);
+        }
+        // The open point ran at half of the same round's throughput.
+        for k in 1..=2 {
+            let t = read_json(&dir.join(format!("{m}/throughput.r{k}.json")));
+            let o = read_json(&dir.join(format!("{m}/open.r{k}.json")));
+            let want = t["throughput_rps"].as_f64().unwrap() / 2.0;
+            let got = o["target_rps"].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-6 * want.max(1.0), "{got} vs {want}");
+        }
+    }
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
