@@ -16,7 +16,7 @@ use loadgen::{Arrival, LoadError, Options, Report, SizeRange, Workload};
 
 use crate::exit::{self, CliError, CliResult};
 use crate::interrupt::Interrupt;
-use crate::units::parse_bytes;
+use crate::units::{CpuList, parse_bytes, parse_cpus};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ArrivalArg {
@@ -95,36 +95,6 @@ fn parse_range(s: &str) -> Result<(usize, usize), String> {
         .split_once("..")
         .ok_or("expected MIN..MAX, e.g. 64..1024")?;
     Ok((parse_bytes(a)?, parse_bytes(b)?))
-}
-
-/// A parsed `--cpus` list. A newtype because clap reads a bare `Vec` as "many values".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
-
-/// `0,2-3` → [0, 2, 3].
-pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let p = |v: &str| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|e| format!("CPU {v:?}: {e}"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (p(a)?, p(b)?);
-                if a > b {
-                    return Err(format!("CPU range {part} is backwards"));
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(p(part)?),
-        }
-    }
-    if out.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    Ok(CpuList(out))
 }
 
 fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
@@ -343,13 +313,6 @@ pub fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpus("0,2-3").unwrap(), CpuList(vec![0, 2, 3]));
-        assert!(parse_cpus("3-1").is_err());
-        assert!(parse_cpus("x").is_err());
-    }
 
     #[test]
     fn ranges() {

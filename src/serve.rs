@@ -10,12 +10,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use servers::{AcceptMode, Config, Model, Server, StartError};
+use servers::{AcceptMode, Config, Model, PinError, Server, StartError};
 
 use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::limits;
-use crate::units::parse_bytes;
+use crate::units::{CpuList, parse_bytes, parse_cpus};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// How loops share the port with --threads > 1 (default: reuse-port where the OS balances it).
     #[arg(long, value_parser = parse_accept)]
     accept: Option<AcceptMode>,
+    /// Pin every thread the server makes to these CPUs, e.g. 0,2-3 (Linux, Windows; elsewhere a
+    /// warning and the server runs unpinned).
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    cpus: Option<CpuList>,
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
@@ -66,6 +70,11 @@ pub fn run(args: ServeArgs) -> CliResult {
         backlog: args.backlog,
         accept: args.accept.unwrap_or_else(AcceptMode::platform_default),
     };
+    // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on
+    // Linux threads inherit the affinity of the thread that creates them.
+    if let Some(cpus) = &args.cpus {
+        pin(cpus)?;
+    }
     limits::raise_nofile();
 
     let server = Server::start(model, args.listen, &config).map_err(|e| match e {
@@ -102,4 +111,23 @@ pub fn run(args: ServeArgs) -> CliResult {
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pins the process, or says why not: a CPU this process cannot use is a usage error (exit 2)
+/// before anything binds; a platform that cannot pin only warns, since the server still works.
+fn pin(cpus: &CpuList) -> Result<(), CliError> {
+    match servers::pin_process(&cpus.0) {
+        Ok(()) => Ok(()),
+        Err(e @ PinError::Unsupported(_)) => {
+            eprintln!("iomodels: warning: {e}; --cpus ignored, the server runs unpinned");
+            Ok(())
+        }
+        Err(e @ PinError::NoSuchCpu { .. }) => Err(CliError::usage(anyhow!(
+            "--cpus: {e}; choose CPUs from that list"
+        ))),
+        Err(e @ PinError::Empty) => Err(CliError::usage(anyhow!(
+            "--cpus: {e}; give a list like 0,2-3"
+        ))),
+        Err(e) => Err(CliError::runtime(anyhow!("--cpus: {e}"))),
+    }
 }

@@ -1,5 +1,6 @@
 //! Units on the command line, as the contract spells them: byte counts (`16384`, `16KiB`,
-//! `1m`). Durations and CPU lists live with `load`, their only user.
+//! `1m`) and CPU lists (`0,2-3`, shared by `load --cpus` and `serve --cpus`). It only parses:
+//! whether a CPU exists is for the code that pins. Durations live with `load`, their only user.
 
 /// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB` (binary multiples).
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
@@ -19,9 +20,39 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
+/// A parsed `--cpus` list. A newtype because clap reads a bare `Vec` as "many values".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+/// `0,2-3` → [0, 2, 3].
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("CPU {v:?}: {e}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (p(a)?, p(b)?);
+                if a > b {
+                    return Err(format!("CPU range {part} is backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(p(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err("empty CPU list".into());
+    }
+    Ok(CpuList(out))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_bytes;
+    use super::{CpuList, parse_bytes, parse_cpus};
 
     #[test]
     fn byte_counts_parse() {
@@ -31,5 +62,12 @@ mod tests {
         assert_eq!(parse_bytes("1m"), Ok(1 << 20));
         assert!(parse_bytes("x").is_err());
         assert!(parse_bytes("12q").is_err());
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0,2-3").unwrap(), CpuList(vec![0, 2, 3]));
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
     }
 }

@@ -270,6 +270,77 @@ fn serve_prints_listening_then_stats_on_sigint_sigterm_and_stdin_eof() {
     }
 }
 
+#[test]
+fn cpus_this_process_cannot_use_are_a_usage_error_before_binding() {
+    let out = iomodels(&["serve", "epoll", "--cpus", "999", "--listen", "127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CPU 999") && err.contains("--cpus"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty(), "nothing was bound or printed");
+}
+
+/// `Cpus_allowed_list` of `/proc/<task>/status`, e.g. `0` or `0-1`.
+#[cfg(target_os = "linux")]
+fn cpus_allowed(status_path: &std::path::Path) -> String {
+    let status = std::fs::read_to_string(status_path).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in {}", status_path.display()))
+        .trim()
+        .to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_cpus_pins_every_thread_the_server_makes() {
+    // The first CPU this test may use (0 unless the test itself runs under taskset).
+    let own = cpus_allowed("/proc/self/status".as_ref());
+    let cpu: String = own.chars().take_while(char::is_ascii_digit).collect();
+    for (model, extra) in [
+        ("epoll", &[][..]),
+        ("tokio-mt", &["--threads", "2"][..]),
+        ("blocking", &[][..]),
+    ] {
+        let mut args = vec![model, "--cpus", &cpu, "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        args.push("--stop-on-stdin-eof");
+        let server = Serve::start(&args);
+        // A live client, so `blocking` has its per-client thread too.
+        let mut client = TcpStream::connect(server.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"hi").unwrap();
+        let mut got = [0u8; 2];
+        client.read_exact(&mut got).unwrap();
+
+        let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .unwrap()
+            .map(|t| t.unwrap().path())
+            .collect();
+        assert!(
+            tasks.len() >= 3,
+            "{model}: expected main, loop and helper threads, saw {}",
+            tasks.len()
+        );
+        for task in &tasks {
+            assert_eq!(
+                cpus_allowed(&task.join("status")),
+                cpu,
+                "{model}: thread {} is not pinned",
+                task.display()
+            );
+        }
+        drop(client);
+        let mut server = server;
+        drop(server.child.stdin.take());
+        let (code, _) = server.finish();
+        assert_eq!(code, 0, "{model} with --cpus stops cleanly");
+    }
+}
+
 /// Connects `n` clients (bounded), returning those that connected.
 #[cfg(target_os = "linux")]
 fn connect_many(addr: SocketAddr, n: usize) -> Vec<TcpStream> {

@@ -37,6 +37,22 @@ pub fn process_cpu_times() -> std::io::Result<(Duration, Duration)> {
     cpu::process_times().map(|t| (t.user, t.system))
 }
 
+/// User and system CPU time a child process has used so far (the whole process, all its
+/// threads, including threads that already ended), from the OS's accounting: `/proc/PID/stat`
+/// on Linux, `proc_pidinfo` on macOS, `GetProcessTimes` on Windows. Resolution is the OS's
+/// (10 ms ticks on a typical Linux).
+///
+/// Read it while the child runs, or after it exited but before it was reaped: on Linux an
+/// unreaped (zombie) child still reports its totals, and on Windows the handle `child` holds
+/// keeps them; once `wait`/`try_wait` reaped it, a Unix PID may be gone or reused.
+///
+/// # Errors
+/// `NotFound` if the process is gone (reaped), `PermissionDenied` if the OS refuses to tell,
+/// `Unsupported` on Unix systems other than Linux and macOS.
+pub fn child_cpu_times(child: &std::process::Child) -> std::io::Result<(Duration, Duration)> {
+    cpu::child_times(child).map(|t| (t.user, t.system))
+}
+
 /// A cheap, cloneable "please stop" flag; the CLI sets it on Ctrl-C.
 ///
 /// Workers read it once per event-loop turn (at least every few milliseconds), so a stop is

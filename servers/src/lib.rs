@@ -13,6 +13,7 @@
 
 #[macro_use]
 mod sys;
+mod affinity;
 mod config;
 mod conn;
 mod listen;
@@ -22,6 +23,7 @@ mod stats;
 mod stop;
 mod wake;
 
+pub use affinity::{PinError, pin_process};
 pub use config::{AcceptMode, Config, ConfigError};
 pub use models::{Model, Unsupported};
 pub use server::{Server, StartError};
