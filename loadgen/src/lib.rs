@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use engine::run;
+#[doc(hidden)]
+pub use engine::Recorder;
+pub use engine::{Schedule, run};
 pub use report::{Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram};
 pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
 
