@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use engine::{run, run_with_hooks};
+#[doc(hidden)]
+pub use engine::Recorder;
+pub use engine::{Schedule, run, run_with_hooks};
 pub use host::host;
 pub use report::{
     Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram, encode_histogram,

@@ -11,14 +11,16 @@
 //! timeline, each worker's plan and outcome, and the one histogram shape every thread records
 //! into, so that merging is exact. The event loop and its timestamp contract are in
 //! [`mod@worker`], the per-connection byte FIFO in [`pipe`], open-loop arrival times and the
-//! interval grid in [`schedule`], a worker's live 1 s intervals in [`intervals`], the give-up
-//! clock of a request-count run in [`stall`], and the classification of failures in [`errors`].
+//! interval grid in [`schedule`], a worker's live 1 s intervals in [`intervals`], what one
+//! measured completion records in [`record`], the give-up clock of a request-count run in
+//! [`stall`], and the classification of failures in [`errors`].
 //!
 //! This module deliberately does not format, print or write files; it returns a [`Report`].
 
 mod errors;
 mod intervals;
 mod pipe;
+mod record;
 mod schedule;
 mod stall;
 mod worker;
@@ -37,6 +39,9 @@ use crate::{Hooks, LoadError, Progress, Stop, Window, cpu, host};
 use errors::{Kind, kind_of};
 use schedule::{SECOND, grid};
 use worker::worker;
+
+pub use record::Recorder;
+pub use schedule::Schedule;
 
 /// Highest trackable latency: one hour in ns. `saturating_record` clamps anything above.
 const HIGHEST_NS: u64 = 3_600_000_000_000;
@@ -107,7 +112,7 @@ struct Plan {
     idle: usize,
     share: Option<u64>,
     rate: Option<f64>,
-    phase: f64,
+    phase: Duration,
     cpu: Option<usize>,
 }
 
@@ -195,7 +200,9 @@ fn run_with(
                 share: o.requests.map(|n| split(n, threads, id)),
                 rate: o.rate.map(|r| r * conns as f64 / o.connections as f64),
                 // Stagger uniform schedules so the aggregate stays evenly spaced.
-                phase: o.rate.map_or(0.0, |r| id as f64 / r),
+                phase: o
+                    .rate
+                    .map_or(Duration::ZERO, |r| Duration::from_secs_f64(id as f64 / r)),
                 cpu: o.cpus.as_ref().map(|c| c[id % c.len()]),
             };
             let (gtx, grx) = mpsc::channel::<Go>();

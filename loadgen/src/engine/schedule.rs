@@ -1,4 +1,5 @@
-//! Open-loop arrival times and the 1 s interval grid: the time arithmetic of a run.
+//! Open-loop arrival times ([`Schedule`], public: the exact intended send times a worker uses)
+//! and the 1 s interval grid: the time arithmetic of a run.
 //!
 //! Deliberately pure: nothing here sleeps, polls or reads the clock. How to wait for the next
 //! intended send (precise timer, or spinning through the last millisecond) is the worker's
@@ -23,22 +24,51 @@ pub(super) fn grid(warm_end: Instant, k: i64) -> Instant {
     }
 }
 
-/// Open-loop arrival times for one worker: intended times are computed from `t0` in f64 seconds
-/// so rounding never accumulates into drift.
-pub(super) struct Schedule {
+/// Open-loop intended send times, exactly as a generator worker computes them: uniform gaps of
+/// `1 / rate`, or exponential gaps of that mean (Poisson arrivals), both counted from `t0` in
+/// `f64` seconds so rounding never accumulates into drift.
+///
+/// It is public so that another client, or a benchmark, can follow the same schedule as
+/// `iomodels load -R`. It is deliberately only arithmetic: it never reads the clock or sleeps;
+/// waiting for [`Schedule::next_send`] is the caller's business.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use loadgen::{Arrival, Schedule};
+///
+/// let t0 = Instant::now();
+/// let mut s = Schedule::new(t0, 1000.0, Duration::ZERO, Arrival::Uniform, 1);
+/// assert_eq!(s.next_send(), t0);
+/// s.advance();
+/// assert_eq!(s.next_send(), t0 + Duration::from_millis(1));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Schedule {
     t0: Instant,
     at: f64,
-    pub(super) next: Instant,
+    next: Instant,
     mean: f64,
     arrival: Arrival,
     rng: Rng,
 }
 
 impl Schedule {
-    pub(super) fn new(t0: Instant, rate: f64, phase: f64, arrival: Arrival, seed: u64) -> Self {
+    /// Arrivals at `rate` per second from `t0`. A uniform schedule's first send is at
+    /// `t0 + phase` (workers are staggered by their phase so the aggregate stays evenly spaced);
+    /// a Poisson schedule's first send is one random gap after `t0` and ignores `phase`. `seed`
+    /// fixes the Poisson gaps.
+    ///
+    /// # Panics
+    ///
+    /// If `rate` is not positive and finite.
+    pub fn new(t0: Instant, rate: f64, phase: Duration, arrival: Arrival, seed: u64) -> Self {
+        assert!(
+            rate.is_finite() && rate > 0.0,
+            "open-loop rate must be positive and finite, got {rate}"
+        );
         let mut s = Self {
             t0,
-            at: phase,
+            at: phase.as_secs_f64(),
             next: t0,
             mean: 1.0 / rate,
             arrival,
@@ -51,7 +81,13 @@ impl Schedule {
         s
     }
 
-    pub(super) fn advance(&mut self) {
+    /// The intended send time of the next request.
+    pub fn next_send(&self) -> Instant {
+        self.next
+    }
+
+    /// That request was issued: move on to the one after it.
+    pub fn advance(&mut self) {
         self.at += match self.arrival {
             Arrival::Uniform => self.mean,
             Arrival::Poisson => self.rng.exp(self.mean),

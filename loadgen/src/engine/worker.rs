@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::errors::{Kind, count, kind_of};
 use super::intervals::Intervals;
 use super::pipe::{Pipe, Req};
+use super::record;
 use super::schedule::Schedule;
 use super::stall::Stall;
 use super::{Go, Msg, NewPoll, Outcome, Plan, new_hist};
@@ -396,8 +397,8 @@ pub(super) fn worker(
             next_tick = now + TICK;
         }
         if let Some(s) = schedule.as_mut() {
-            while s.next <= now {
-                let t = s.next;
+            while s.next_send() <= now {
+                let t = s.next_send();
                 s.advance();
                 wk.arrival(t, now);
             }
@@ -409,8 +410,8 @@ pub(super) fn worker(
         let mut timeout = wake.saturating_duration_since(now);
         let mut spinning = false;
         if let Some(s) = &schedule {
-            let d = s.next.saturating_duration_since(now);
-            if d < timeout && !timer.as_mut().is_some_and(|t| t.arm(s.next, d)) {
+            let d = s.next_send().saturating_duration_since(now);
+            if d < timeout && !timer.as_mut().is_some_and(|t| t.arm(s.next_send(), d)) {
                 // No precise timer: sleep whole milliseconds only (poll rounds up), then spin.
                 timeout = Duration::from_millis(d.as_millis() as u64);
                 spinning = timeout.is_zero();
@@ -783,7 +784,6 @@ impl Worker<'_> {
             }
             return;
         }
-        self.out.corrected.saturating_record(latency);
         let mut uncorrected = None;
         if let Some(intended) = req.intended {
             let u = ns(t_end.saturating_duration_since(sent));
@@ -795,7 +795,13 @@ impl Worker<'_> {
             }
             uncorrected = Some(u);
         }
-        self.intervals.record(t_end, latency, uncorrected);
+        record::completion(
+            &mut self.out.corrected,
+            &mut self.intervals,
+            t_end,
+            latency,
+            uncorrected,
+        );
         self.out.requests += 1;
         self.out.last_completion = Some(t_end);
     }
@@ -863,7 +869,7 @@ mod tests {
             idle,
             share: None,
             rate: None,
-            phase: 0.0,
+            phase: Duration::ZERO,
             cpu: None,
         }
     }
