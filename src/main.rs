@@ -5,6 +5,7 @@
 //! `servers` and `loadgen` libraries do.
 #![forbid(unsafe_code)]
 
+mod compare;
 mod exit;
 mod limits;
 mod load;
@@ -33,6 +34,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load an echo server (closed or open loop) and measure latency, throughput and CPU.
     Load(Box<load::LoadArgs>),
+    /// Compare runs: a table of every model × point from run folders, summary.json files or load --json results.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(&args),
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
+        Command::Compare(args) => compare::run(&args),
     };
     match result {
         Ok(code) => code,
