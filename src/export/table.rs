@@ -41,6 +41,7 @@ pub enum Format {
 /// What [`render`] produces.
 #[derive(Clone, Debug, Default)]
 pub struct TableOptions {
+    /// Table, Markdown, CSV or JSON.
     pub format: Format,
     /// Show each model's ratio to this model's figure (per run and point).
     pub baseline: Option<String>,
