@@ -5,6 +5,7 @@
 //! `servers` and `loadgen` libraries do.
 #![forbid(unsafe_code)]
 
+mod compare;
 mod exit;
 mod interrupt;
 mod limits;
@@ -38,6 +39,8 @@ enum Command {
     /// Measure every model on this machine (each point, interleaved rounds) and write results,
     /// a summary, a table and report.html.
     Run(Box<run::RunArgs>),
+    /// Compare runs: a table of every model × point from run folders, summary.json files or load --json results.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
         Command::Run(args) => run::run(*args),
+        Command::Compare(args) => compare::run(&args),
     };
     match result {
         Ok(code) => code,

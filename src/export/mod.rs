@@ -6,6 +6,11 @@
 
 use std::path::PathBuf;
 
+mod load;
+pub mod table;
+
+pub use load::load;
+
 use crate::record::{Histograms, Summary};
 
 /// One run as the exporters see it: its summary, the median round's latency histogram of each

@@ -451,7 +451,7 @@ fn calibrate(
 
 /// `report.html` and the table on stdout, from what was written.
 fn finish_outputs(out: &Output) -> Result<(), CliError> {
-    let run = iomodels::export::load::load(out.dir()).map_err(CliError::runtime)?;
+    let run = iomodels::export::load(out.dir()).map_err(CliError::runtime)?;
     let runs = [run];
     let html = iomodels::export::html::render(&runs);
     let path = out.dir().join("report.html");
@@ -463,6 +463,7 @@ fn finish_outputs(out: &Output) -> Result<(), CliError> {
         &iomodels::export::table::TableOptions {
             format: iomodels::export::table::Format::Table,
             baseline: None,
+            styled: std::io::stdout().is_terminal(),
         },
     )
     .map_err(CliError::runtime)?;

@@ -1,0 +1,73 @@
+//! `iomodels compare PATH...`: load runs (folders, `summary.json` files or `load --json`
+//! results), print the comparison in the asked format, and optionally write the HTML report.
+//!
+//! Everything specific to the command lives here (flags, which errors are the user's, stdout
+//! handling); the loading and the formatting are the library's (`iomodels::export`), so this
+//! module deliberately computes and formats nothing itself.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::anyhow;
+use clap::Args;
+use iomodels::export::{
+    LoadedRun, load,
+    table::{self, Format, TableOptions},
+};
+
+use crate::exit::{CliError, CliResult};
+
+/// Flags of `iomodels compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run folders, summary.json files or result files from `iomodels load --json`.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show every model's figures as ratios to this model's (same run, same point).
+    #[arg(long, value_name = "MODEL")]
+    pub baseline: Option<String>,
+    /// Also write the HTML report (charts and tables) here, atomically.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// Run the `compare` command.
+pub fn run(args: &CompareArgs) -> CliResult {
+    // Every failure to load is the user's to fix (wrong path, not a result): exit 2.
+    let runs = args
+        .paths
+        .iter()
+        .map(|p| load(p))
+        .collect::<anyhow::Result<Vec<LoadedRun>>>()
+        .map_err(CliError::usage)?;
+    let stdout = std::io::stdout();
+    let opts = TableOptions {
+        format: args.format,
+        baseline: args.baseline.clone(),
+        styled: args.format == Format::Table && stdout.is_terminal(),
+    };
+    let text = table::render(&runs, &opts).map_err(CliError::usage)?;
+    // A closed stdout (`| head`) is not an error.
+    let _ = stdout.lock().write_all(text.as_bytes());
+    if let Some(path) = &args.html {
+        write_html(path, &runs)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write the HTML report to `path`.
+fn write_html(path: &Path, runs: &[LoadedRun]) -> Result<(), CliError> {
+    // LEAD: replace with export::html::render once merged:
+    //     let html = iomodels::export::html::render(runs);
+    //     loadgen::write_atomically(path, html.as_bytes())
+    //         .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))
+    let _ = runs;
+    Err(CliError::runtime(anyhow!(
+        "HTML export not built yet: cannot write {}; drop --html",
+        path.display()
+    )))
+}
