@@ -128,3 +128,59 @@ fn a_short_run_writes_every_file_of_the_layout() {
     assert!(html.contains("<svg"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C in the middle of a point: exit 130, the point kept and marked, the summary marked,
+/// and the server child stopped (not left behind).
+#[cfg(target_os = "linux")]
+#[test]
+fn sigint_keeps_what_was_measured_stops_the_children_and_exits_130() {
+    use std::time::{Duration, Instant};
+    let dir = temp("sigint");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+        .args(["run", "--models", "epoll", "--points", "throughput", "--rounds", "1"])
+        .args(["-t", "30s", "--warmup", "100ms", "--out"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the server child exists and the measurement is under way.
+    let children = format!("/proc/{0}/task/{0}/children", run.id());
+    let t = Instant::now();
+    let server: u32 = loop {
+        let c = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = c.split_whitespace().next() {
+            break pid.parse().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "no server child appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let kill = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "run did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the server child {server} was left running"
+    );
+    let s = read_json(&dir.join("summary.json"));
+    assert_eq!(s["interrupted"], true);
+    let r = read_json(&dir.join("epoll/throughput.r1.json"));
+    assert_eq!(r["interrupted"], true);
+    assert!(r["requests"].as_u64().unwrap() > 0);
+    assert!(r["duration_s"].as_f64().unwrap() < 10.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -367,8 +367,8 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
             };
             if l.point.saturated_rounds > 0 {
                 notes.push(format!(
-                    "{who}: the generator fell behind in {} of {} round{} (saturated; see the \
-                     round's warnings), so its figures understate the server",
+                    "{who}: saturated in {} of {} round{}: requests did not go out on time \
+                     (the round's warnings say why); the corrected latency includes that wait",
                     l.point.saturated_rounds,
                     l.point.rounds,
                     if l.point.rounds == 1 { "" } else { "s" }
