@@ -201,8 +201,9 @@ p.what { margin: 0 0 0.6em; color: #444; }
 nav { font-size: 0.95rem; margin: 0.4em 0 1em; }
 nav a { margin-right: 1em; }
 .figs { display: flex; flex-wrap: wrap; gap: 12px 20px; align-items: flex-start; }
-figure { margin: 0.6em 0; flex: 1 1 520px; max-width: 100%; }
+figure { margin: 0.6em 0; flex: 0 1 calc(50% - 10px); min-width: 300px; }
 figure.wide { flex-basis: 100%; }
+@media (max-width: 900px) { figure { flex-basis: 100%; } }
 figure svg { display: block; width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.92rem; color: #333; margin-top: 0.3em; max-width: 70em; }
 .key { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 0.92rem; margin: 0.4em 0; }
@@ -216,7 +217,8 @@ th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: right; 
   white-space: nowrap; }
 th { background: #f6f6f6; font-weight: 600; white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
-td.text { text-align: left; white-space: normal; }
+th.text, td.text { text-align: left; }
+td.text { white-space: normal; }
 td small { color: #666; display: block; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 0.92rem; }
 dt { font-weight: 600; }
@@ -575,14 +577,18 @@ fn spectrum(series: &[(&Series<'_>, &Histogram<u64>)]) -> String {
         for (s, pts) in &lines {
             s.draw_line(&mut chart, pts.clone(), false)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin(10)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 14))
-            .draw()?;
+        let (ln_lo, ln_span) = (lo.ln(), (hi / lo).ln());
+        let corner = legend_corner(
+            lines.iter().map(|(s, pts)| {
+                let norm = pts
+                    .iter()
+                    .map(|(x, y)| (x / SPECTRUM_DECADES, (y.ln() - ln_lo) / ln_span))
+                    .collect();
+                (s.label.as_str(), norm)
+            }),
+            chart.plotting_area().dim_in_pixel(),
+        );
+        series_labels(&mut chart, corner)?;
         Ok(())
     })
 }
@@ -832,6 +838,7 @@ fn scaling_plot(
     let conns: Vec<f64> = used.iter().map(|p| p.connections as f64).collect();
     let (x_lo, x_hi) = (conns[0] / 1.6, conns[conns.len() - 1] * 1.6);
     let values = || lines.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y));
+    let norm_x = |x: f64| (x / x_lo).ln() / (x_hi / x_lo).ln();
     svg((HALF, 400), |root| {
         let mut builder = ChartBuilder::on(root);
         builder
@@ -848,7 +855,15 @@ fn scaling_plot(
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
-            series_labels(&mut chart, SeriesLabelPosition::UpperLeft)?;
+            let norm_y = |y: f64| (y / lo).ln() / (hi / lo).ln();
+            let corner = legend_corner(
+                lines.iter().map(|(s, pts)| {
+                    let norm = pts.iter().map(|(x, y)| (norm_x(*x), norm_y(*y))).collect();
+                    (s.label.as_str(), norm)
+                }),
+                chart.plotting_area().dim_in_pixel(),
+            );
+            series_labels(&mut chart, corner)?;
         } else {
             let hi = values().fold(0.0f64, f64::max).max(1.0) * 1.15;
             let mut chart = builder.build_cartesian_2d(x, 0f64..hi)?;
@@ -856,7 +871,14 @@ fn scaling_plot(
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
-            series_labels(&mut chart, SeriesLabelPosition::LowerRight)?;
+            let corner = legend_corner(
+                lines.iter().map(|(s, pts)| {
+                    let norm = pts.iter().map(|(x, y)| (norm_x(*x), y / hi)).collect();
+                    (s.label.as_str(), norm)
+                }),
+                chart.plotting_area().dim_in_pixel(),
+            );
+            series_labels(&mut chart, corner)?;
         }
         Ok(())
     })
@@ -894,9 +916,56 @@ fn series_labels<'a, 'b: 'a, X: Ranged, Y: Ranged>(
         .margin(8)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.3))
-        .label_font((FONT, 13))
+        .label_font((FONT, 14))
         .draw()?;
     Ok(())
+}
+
+/// The corner of a plot where the legend hides the fewest line samples. `lines` are (label,
+/// points normalised to 0..1 on both axes, y up); `plot` is the plotting area in pixels.
+fn legend_corner<'a>(
+    lines: impl Iterator<Item = (&'a str, Vec<(f64, f64)>)>,
+    plot: (u32, u32),
+) -> SeriesLabelPosition {
+    let mut samples = Vec::new();
+    let (mut entries, mut longest) = (0usize, 0usize);
+    for (label, pts) in lines {
+        entries += 1;
+        longest = longest.max(label.chars().count());
+        samples.extend(pts.first().copied());
+        // Lines between far-apart points cross the corners too: sample along each segment.
+        for w in pts.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            samples.extend((1..=12).map(|k| {
+                let t = f64::from(k) / 12.0;
+                (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+            }));
+        }
+    }
+    // The legend box as plotters draws it: a 14 px font, a 20 px sample line, 8 px margins.
+    let (pw, ph) = (f64::from(plot.0.max(1)), f64::from(plot.1.max(1)));
+    let bw = (longest as f64 * 8.0 + 50.0) / pw;
+    let bh = (entries as f64 * 20.0 + 20.0) / ph;
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, (0.0, 1.0 - bh)),
+        (SeriesLabelPosition::UpperRight, (1.0 - bw, 1.0 - bh)),
+        (SeriesLabelPosition::LowerRight, (1.0 - bw, 0.0)),
+        (SeriesLabelPosition::LowerLeft, (0.0, 0.0)),
+    ];
+    let hidden = |(x0, y0): (f64, f64)| {
+        samples
+            .iter()
+            .filter(|(x, y)| *x >= x0 && *x <= x0 + bw && *y >= y0 && *y <= y0 + bh)
+            .count()
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperLeft);
+    for (pos, at) in corners {
+        let n = hidden(at);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
 }
 
 /// `value`, and under it `min–max` when the stat has more than one round.
@@ -973,8 +1042,8 @@ fn failures_section(out: &mut String, runs: &[LoadedRun]) {
     out.push_str(
         "<h2 id=\"failures\">Failures</h2>\n<p class=\"what\">Every model × point × round that \
          produced no result; a model listed here with no bars above failed everywhere.</p>\n\
-         <div class=\"scroll\"><table>\n<thead><tr><th>model</th><th>point</th><th>round</th>\
-         <th>error</th></tr></thead>\n<tbody>\n",
+         <div class=\"scroll\"><table>\n<thead><tr><th>model</th><th class=\"text\">point</th>\
+         <th>round</th><th class=\"text\">error</th></tr></thead>\n<tbody>\n",
     );
     for (run, m) in failed {
         let label = if runs.len() > 1 {
@@ -987,10 +1056,12 @@ fn failures_section(out: &mut String, runs: &[LoadedRun]) {
         } else {
             ""
         };
-        for f in &m.failures {
+        for (i, f) in m.failures.iter().enumerate() {
+            let nothing = if i == 0 { nothing } else { "" };
             let _ = writeln!(
                 out,
-                "<tr><td>{}{nothing}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
+                "<tr><td>{}{nothing}</td><td class=\"text\">{}</td><td>{}</td>\
+                 <td class=\"text\">{}</td></tr>",
                 esc(&label),
                 esc(&f.point),
                 f.round,
