@@ -13,10 +13,9 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
-
-use hdrhistogram::Histogram;
 use std::ops::Range;
 
+use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, ValueFormatter};
 use plotters::element::DashedPathElement;
@@ -457,17 +456,9 @@ where
     }
 }
 
-/// The x position of quantile `q` on HdrHistogram's percentile axis: log10(1 / (1 − q)).
-fn spectrum_x(q: f64) -> f64 {
-    if q >= 1.0 {
-        f64::INFINITY
-    } else {
-        (1.0 / (1.0 - q)).log10()
-    }
-}
-
-/// Sample a histogram (ns) along the spectrum's x axis, in µs: 40 samples per decade, up to
-/// where its samples run out (x = log10(count), where the value is the maximum).
+/// Sample a histogram (ns) along the spectrum's x axis, HdrHistogram's percentile scale
+/// x = log10(1 / (1 − q)), as (x, latency µs): 40 samples per decade, up to where its samples
+/// run out (x = log10(count), drawn at the maximum).
 fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     let end = (h.len() as f64).log10().min(SPECTRUM_DECADES);
     let steps = (end * 40.0).ceil().max(1.0) as usize;
@@ -484,7 +475,6 @@ fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
         h.value_at_quantile(1.0 - 10f64.powf(-SPECTRUM_DECADES))
     };
     pts.push((end, last as f64 / 1000.0));
-    debug_assert!(pts.iter().all(|(x, _)| *x <= spectrum_x(1.0)));
     pts
 }
 
@@ -1455,23 +1445,51 @@ mod tests {
         assert_eq!(percentile_label(2.0), "99%");
         assert_eq!(percentile_label(3.0), "99.9%");
         assert_eq!(percentile_label(4.0), "99.99%");
-        assert!((spectrum_x(0.99) - 2.0).abs() < 1e-9);
+        // 1000 samples: the line starts at the minimum, ends at the maximum at x = 3, and
+        // passes p99 at x = 2.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let pts = spectrum_points(&h);
+        assert_eq!(pts[0], (0.0, 1.0));
+        let (x, y) = *pts.last().unwrap();
+        assert!(
+            (x - 3.0).abs() < 1e-9 && (y - 1000.0).abs() < 1.0,
+            "{x} {y}"
+        );
+        let p99 = pts.iter().find(|(x, _)| (x - 2.0).abs() < 1e-9).unwrap().1;
+        assert!((p99 - 990.0).abs() < 2.0, "{p99}");
         let ticks = log_ticks(8.0, 900.0);
         assert_eq!(ticks, vec![10.0, 30.0, 100.0, 300.0]);
     }
 
-    /// Writes the fixture report to `target/report-fixture.html` when
-    /// `IOMODELS_WRITE_FIXTURE_REPORT` is set: what `scripts/check-report.sh` is tried on.
+    /// Writes the fixture report to `target/report-fixture.html` (one run) and
+    /// `target/report-fixture-two-runs.html` when `IOMODELS_WRITE_FIXTURE_REPORT` is set: what
+    /// `scripts/check-report.sh` is tried on.
     #[test]
     fn write_fixture_report_when_asked() {
         if std::env::var_os("IOMODELS_WRITE_FIXTURE_REPORT").is_none() {
             return;
         }
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-fixture.html");
-        let html = render(&[run("20260101T000000Z-fixture", &MODELS, Some("broken"))]);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, html).unwrap();
-        eprintln!("wrote {}", path.display());
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = render(&[run("20260101T000000Z-fixture", &MODELS, Some("broken"))]);
+        let after: Vec<_> = MODELS[..3]
+            .iter()
+            .map(|&(m, rps, us, tail)| (m, rps * 1.15, us * 0.8, tail * 0.6))
+            .collect();
+        let two = render(&[
+            run("before", &MODELS[..3], None),
+            run("after", &after, Some("broken")),
+        ]);
+        for (name, html) in [
+            ("report-fixture.html", one),
+            ("report-fixture-two-runs.html", two),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, html).unwrap();
+            eprintln!("wrote {}", path.display());
+        }
     }
 }
