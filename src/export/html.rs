@@ -26,7 +26,7 @@ use super::LoadedRun;
 use crate::record::{ModelSummary, PointSpec, PointSummary, Stat};
 
 /// One colour per model, by the model's first appearance over the runs (Tableau 10, with the
-/// yellow darkened so a 2-pixel line on white stays visible).
+/// yellow darkened so a 2-pixel line on white stays visible); an eleventh model reuses the first.
 const PALETTE: [RGBColor; 10] = [
     RGBColor(0x4e, 0x79, 0xa7),
     RGBColor(0xf2, 0x8e, 0x2b),
@@ -1428,6 +1428,13 @@ mod tests {
         let spectrum = svgs(&html)[0];
         // 2 + 3 series: the later run's lines are dashed (many short polylines).
         assert!(spectrum.matches("<polyline").count() >= 5);
+    }
+
+    #[test]
+    fn no_runs_is_an_empty_page_not_a_panic() {
+        let html = render(&[]);
+        assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+        assert!(svgs(&html).is_empty());
     }
 
     #[test]
