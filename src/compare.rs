@@ -59,15 +59,9 @@ pub fn run(args: &CompareArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Write the HTML report to `path`.
-fn write_html(path: &Path, runs: &[LoadedRun]) -> Result<(), CliError> {
-    // LEAD: replace with export::html::render once merged:
-    //     let html = iomodels::export::html::render(runs);
-    //     loadgen::write_atomically(path, html.as_bytes())
-    //         .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))
-    let _ = runs;
-    Err(CliError::runtime(anyhow!(
-        "HTML export not built yet: cannot write {}; drop --html",
-        path.display()
-    )))
+/// Write the HTML report of `runs` to `path`, atomically (`compare --html` and `run`).
+pub fn write_html(path: &Path, runs: &[LoadedRun]) -> Result<(), CliError> {
+    let html = iomodels::export::html::render(runs);
+    loadgen::write_atomically(path, html.as_bytes())
+        .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))
 }

@@ -100,7 +100,10 @@ fn a_short_run_writes_every_file_of_the_layout() {
             }
             let r = read_json(&dir.join(format!("{m}/{p}.json")));
             assert_eq!(r["server"]["model"], *m);
-            assert!(r["server_cpu"]["us_per_request"].as_f64().unwrap() > 0.0, "{p}");
+            assert!(
+                r["server_cpu"]["us_per_request"].as_f64().unwrap() > 0.0,
+                "{p}"
+            );
             assert!(r["server"]["stats"]["accepted"].as_u64().unwrap() >= 1);
             let ps = ms["points"]
                 .as_array()
@@ -137,7 +140,15 @@ fn sigint_keeps_what_was_measured_stops_the_children_and_exits_130() {
     use std::time::{Duration, Instant};
     let dir = temp("sigint");
     let mut run = Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(["run", "--models", "epoll", "--points", "throughput", "--rounds", "1"])
+        .args([
+            "run",
+            "--models",
+            "epoll",
+            "--points",
+            "throughput",
+            "--rounds",
+            "1",
+        ])
         .args(["-t", "30s", "--warmup", "100ms", "--out"])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
@@ -152,7 +163,10 @@ fn sigint_keeps_what_was_measured_stops_the_children_and_exits_130() {
         if let Some(pid) = c.split_whitespace().next() {
             break pid.parse().unwrap();
         }
-        assert!(t.elapsed() < Duration::from_secs(20), "no server child appeared");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no server child appeared"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(1500));

@@ -75,11 +75,11 @@ pub fn serve_args(config: &ServeConfig) -> Vec<String> {
 
 /// Run one job. `progress` receives the generator's live view.
 pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
-    let mut child = match ServeChild::spawn(job.exe, job.model, &serve_args(job.serve), CHILD_TIMEOUT)
-    {
-        Ok(c) => c,
-        Err(e) => return Outcome::failed(format!("server did not start: {e}")),
-    };
+    let mut child =
+        match ServeChild::spawn(job.exe, job.model, &serve_args(job.serve), CHILD_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => return Outcome::failed(format!("server did not start: {e}")),
+        };
     let p = job.point;
     let mut o = Options::new(child.addr());
     o.connections = p.connections;

@@ -223,7 +223,11 @@ impl Bar {
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "{what}  {} {:>8.0} req/s  p99 {:>8.1} µs",
-                if p.measuring { "measuring" } else { "warm-up  " },
+                if p.measuring {
+                    "measuring"
+                } else {
+                    "warm-up  "
+                },
                 p.interval_rps,
                 p.interval_p99_us
             ));
@@ -394,7 +398,11 @@ fn measure_all(
                         r.report.throughput_rps,
                         r.report.latency_us.p50,
                         r.report.latency_us.p99,
-                        if r.report.saturated { " (saturated)" } else { "" }
+                        if r.report.saturated {
+                            " (saturated)"
+                        } else {
+                            ""
+                        }
                     ),
                     (_, Some(f)) => format!("FAILED: {f}"),
                     (None, None) => "nothing measured".into(),
@@ -453,11 +461,8 @@ fn calibrate(
 fn finish_outputs(out: &Output) -> Result<(), CliError> {
     let run = iomodels::export::load(out.dir()).map_err(CliError::runtime)?;
     let runs = [run];
-    let html = iomodels::export::html::render(&runs);
     let path = out.dir().join("report.html");
-    loadgen::write_atomically(&path, html.as_bytes()).map_err(|e| {
-        CliError::runtime(anyhow!("cannot write {}: {e}", path.display()))
-    })?;
+    crate::compare::write_html(&path, &runs)?;
     let table = iomodels::export::table::render(
         &runs,
         &iomodels::export::table::TableOptions {

@@ -139,7 +139,13 @@ impl Output {
     }
 
     /// Record a failed model × point × round.
-    pub fn fail(&mut self, model: &str, point: &str, round: usize, error: String) -> io::Result<()> {
+    pub fn fail(
+        &mut self,
+        model: &str,
+        point: &str,
+        round: usize,
+        error: String,
+    ) -> io::Result<()> {
         self.model_mut(model).failures.push(Failure {
             point: point.to_owned(),
             round,
