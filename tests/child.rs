@@ -2,9 +2,9 @@
 //! server that never stops, one that dies before listening, one that prints garbage), and
 //! against the real `serve`. Unix only for the stand-ins: they are shell scripts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use iomodels::child::{ChildError, ServeChild};
+use iomodels::child::ServeChild;
 
 const EXE: &str = env!("CARGO_BIN_EXE_iomodels");
 
@@ -29,8 +29,10 @@ fn real_serve_listens_echoes_and_stops_with_stats() {
 #[cfg(unix)]
 mod stand_ins {
     use super::*;
+    use iomodels::child::ChildError;
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
+    use std::time::Instant;
 
     /// A shell script standing in for `iomodels` (it ignores its arguments).
     fn script(name: &str, body: &str) -> PathBuf {

@@ -307,7 +307,7 @@ pub fn run(args: RunArgs) -> CliResult {
         setup.timing.rounds,
         setup.timing.duration,
         setup.timing.warmup,
-        (estimate.as_secs() + 59) / 60,
+        estimate.as_secs().div_ceil(60),
         out.dir().display()
     );
     for w in &setup.warnings {
