@@ -44,6 +44,12 @@ pub enum ChildError {
     BadStats { line: String, error: String },
 }
 
+/// The address of a `listening ADDR` line (the `serve` stdout contract: a `SocketAddr` as Rust
+/// displays it, `127.0.0.1:40123` or `[::1]:40123`); `None` for any other line.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    line.strip_prefix("listening ")?.trim().parse().ok()
+}
+
 /// A running `serve` child. Dropping it kills the process and reaps it.
 pub struct ServeChild {
     child: Child,
@@ -110,10 +116,7 @@ impl ServeChild {
         };
         match this.stdout.recv_timeout(timeout) {
             Ok(line) => {
-                this.addr = line
-                    .strip_prefix("listening ")
-                    .and_then(|a| a.trim().parse().ok())
-                    .ok_or(ChildError::BadListeningLine(line))?;
+                this.addr = parse_listening(&line).ok_or(ChildError::BadListeningLine(line))?;
                 Ok(this)
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -252,4 +255,23 @@ mod group {
 #[cfg(not(any(unix, windows)))]
 mod group {
     pub fn isolate(_: &mut std::process::Command) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listening;
+
+    #[test]
+    fn listening_lines_parse_as_the_contract_spells_them() {
+        assert_eq!(
+            parse_listening("listening 127.0.0.1:40123"),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listening("listening [::1]:7700\n"),
+            Some("[::1]:7700".parse().unwrap())
+        );
+        assert_eq!(parse_listening("listening localhost:7700"), None);
+        assert_eq!(parse_listening("{\"model\":\"epoll\"}"), None);
+    }
 }

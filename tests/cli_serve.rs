@@ -39,9 +39,7 @@ impl Serve {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read listening line");
-        let addr = line
-            .strip_prefix("listening ")
-            .and_then(|a| a.trim().parse().ok())
+        let addr = iomodels::child::parse_listening(&line)
             .unwrap_or_else(|| panic!("expected `listening ADDR`, got {line:?}"));
         Self {
             child,
@@ -73,19 +71,11 @@ impl Serve {
         }
     }
 
-    /// CPU seconds (user + system) the server has used, from /proc.
+    /// CPU seconds (user + system) the server has used, from the OS (as `run` reads it).
     #[cfg(target_os = "linux")]
     fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        // After the comm field: state is [0], utime [11], stime [12], in clock ticks (100 Hz).
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
+        let (user, system) = loadgen::child_cpu_times(&self.child).unwrap();
+        (user + system).as_secs_f64()
     }
 }
 
