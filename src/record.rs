@@ -33,6 +33,21 @@ pub struct ServeConfig {
     pub cpus: Option<Vec<usize>>,
 }
 
+impl ServeConfig {
+    /// The settings `run` gives every model: one loop, the library's default buffer and backlog,
+    /// the platform's accept mode, pinned to `cpus`.
+    pub fn defaults(cpus: Option<Vec<usize>>) -> Self {
+        let d = servers::Config::default();
+        Self {
+            threads: 1,
+            buffer_size: d.buffer_size,
+            backlog: d.backlog,
+            accept: servers::AcceptMode::platform_default().name().to_owned(),
+            cpus,
+        }
+    }
+}
+
 /// The server half of a result: what the generator cannot know.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServerSide {
@@ -410,13 +425,7 @@ pub(crate) mod tests {
             )),
             server: Some(ServerSide {
                 model: model.into(),
-                config: ServeConfig {
-                    threads: 1,
-                    buffer_size: 16384,
-                    backlog: 1024,
-                    accept: "reuse-port".into(),
-                    cpus: Some(vec![0]),
-                },
+                config: ServeConfig::defaults(Some(vec![0])),
                 stats: None,
             }),
         }

@@ -94,13 +94,7 @@ fn run_folder() -> PathBuf {
         let mut r = PointResult::read(src).unwrap();
         r.server = Some(ServerSide {
             model: model.into(),
-            config: ServeConfig {
-                threads: 1,
-                buffer_size: 16384,
-                backlog: 1024,
-                accept: "reuse-port".into(),
-                cpus: None,
-            },
+            config: ServeConfig::defaults(None),
             stats: None,
         });
         std::fs::create_dir_all(dir.join(model)).unwrap();

@@ -290,23 +290,7 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
         if lines.is_empty() {
             continue;
         }
-        let title = spec_title(name, spec);
-        if markdown {
-            let _ = writeln!(out, "\n### {title}\n");
-        } else {
-            let _ = writeln!(out, "\n{title}");
-        }
-        let mut table = Table::new();
-        table.load_preset(if markdown {
-            presets::ASCII_MARKDOWN
-        } else {
-            presets::UTF8_FULL_CONDENSED
-        });
-        if styled {
-            table.enforce_styling();
-        } else {
-            table.force_no_tty();
-        }
+        let mut table = titled_table(&mut out, &spec_title(name, spec), markdown, styled);
         let mut header = Vec::new();
         if several {
             header.push("run");
@@ -434,6 +418,28 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
         change_text(&mut out, runs, &changes, markdown, styled);
     }
     out
+}
+
+/// Write `title` (a Markdown heading or a plain line) and start a table in the matching preset;
+/// bold only when `styled` (a terminal).
+fn titled_table(out: &mut String, title: &str, markdown: bool, styled: bool) -> Table {
+    if markdown {
+        let _ = writeln!(out, "\n### {title}\n");
+    } else {
+        let _ = writeln!(out, "\n{title}");
+    }
+    let mut table = Table::new();
+    table.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_FULL_CONDENSED
+    });
+    if styled {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    table
 }
 
 fn mark(t: &str, best: bool, markdown: bool) -> String {
@@ -566,22 +572,7 @@ fn change_text(
     styled: bool,
 ) {
     let title = format!("change: {} against {}", runs[1].label, runs[0].label);
-    if markdown {
-        let _ = writeln!(out, "\n### {title}\n");
-    } else {
-        let _ = writeln!(out, "\n{title}");
-    }
-    let mut table = Table::new();
-    table.load_preset(if markdown {
-        presets::ASCII_MARKDOWN
-    } else {
-        presets::UTF8_FULL_CONDENSED
-    });
-    if styled {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
+    let mut table = titled_table(out, &title, markdown, styled);
     let mut header = vec!["model", "point"];
     header.extend(FIGS.iter().map(|f| f.header()));
     table.set_header(header);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::anyhow;
 use clap::Args;
 use iomodels::record::{SUMMARY_SCHEMA, ServeConfig, Summary};
-use servers::{AcceptMode, Model};
+use servers::Model;
 
 use crate::exit::{self, CliError, CliResult};
 use crate::interrupt::Interrupt;
@@ -172,18 +172,11 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
             "the server and the generator share CPUs: each disturbs the other's figures".into(),
         );
     }
-    let defaults = servers::Config::default();
     Ok(Setup {
         models,
         points,
         timing,
-        serve: ServeConfig {
-            threads: 1,
-            buffer_size: defaults.buffer_size,
-            backlog: defaults.backlog,
-            accept: AcceptMode::platform_default().name().to_owned(),
-            cpus: server_cpus,
-        },
+        serve: ServeConfig::defaults(server_cpus),
         client_cpus,
         warnings,
     })
