@@ -201,3 +201,34 @@ fn sigint_keeps_what_was_measured_stops_the_children_and_exits_130() {
     assert!(r["duration_s"].as_f64().unwrap() < 10.0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With one CPU there is nothing to pin apart: the run goes unpinned and says so in its results.
+#[cfg(target_os = "linux")]
+#[test]
+fn one_cpu_runs_unpinned_with_a_warning() {
+    if Command::new("taskset").arg("--version").output().is_err() {
+        eprintln!("skipped: taskset (util-linux) is not installed");
+        return;
+    }
+    let dir = temp("one-cpu");
+    let out = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_iomodels")])
+        .args([
+            "run", "--models", "epoll", "--points", "latency", "-t", "200ms",
+        ])
+        .args(["--warmup", "50ms", "--rounds", "1", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("not pinned"), "{err}");
+    let s = read_json(&dir.join("summary.json"));
+    assert!(
+        s["server_cpus"].is_null() && s["client_cpus"].is_null(),
+        "{s}"
+    );
+    let warnings = s["warnings"].to_string();
+    assert!(warnings.contains("not pinned"), "{warnings}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
