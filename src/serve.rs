@@ -34,7 +34,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = servers_default_backlog())]
     backlog: i32,
     /// How loops share the port with --threads > 1 (default: reuse-port where the OS balances it).
-    #[arg(long, value_parser = parse_accept)]
+    #[arg(long, value_parser = str::parse::<AcceptMode>)]
     accept: Option<AcceptMode>,
     /// Pin every thread the server makes to these CPUs, e.g. 0,2-3 (Linux, Windows; elsewhere a
     /// warning and the server runs unpinned).
@@ -47,16 +47,6 @@ pub struct ServeArgs {
 
 fn servers_default_backlog() -> i32 {
     Config::default().backlog
-}
-
-fn parse_accept(s: &str) -> Result<AcceptMode, String> {
-    match s {
-        "reuse-port" => Ok(AcceptMode::ReusePort),
-        "handoff" => Ok(AcceptMode::Handoff),
-        _ => Err(format!(
-            "'{s}' is not an accept mode (reuse-port or handoff)"
-        )),
-    }
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
