@@ -61,6 +61,24 @@ fn bad_flags_exit_2() {
 }
 
 #[test]
+fn a_rejected_value_names_its_flag_and_the_fix() {
+    for (args, line) in [
+        (
+            &["load", "127.0.0.1:1", "-t", "0"][..],
+            "iomodels: -t/--duration: must be longer than 0 s (e.g. 10s)\n",
+        ),
+        (
+            &["load", "127.0.0.1:1", "-c", "0"],
+            "iomodels: -c/--connections: must be at least 1\n",
+        ),
+    ] {
+        let out = iomodels(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), line, "{args:?}");
+    }
+}
+
+#[test]
 fn nothing_listening_exits_1_quickly_with_a_clear_message() {
     let addr = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

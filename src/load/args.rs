@@ -90,17 +90,96 @@ fn parse_range(s: &str) -> Result<(usize, usize), String> {
     Ok((parse_bytes(a)?, parse_bytes(b)?))
 }
 
+/// The largest message `loadgen` accepts (its `workload::MAX_SIZE`, not exported); the test
+/// `max_size_is_loadgens` fails if the two drift apart.
+const MAX_SIZE: usize = 16 << 20;
+
 impl LoadArgs {
-    /// The validated workload against `addr` (the address `load` settled on).
+    /// Checks every flag on its own and in combination, before anything resolves, opens or
+    /// connects. Each error is one line that starts with the flag (short and long form, as the
+    /// user may have typed either) and ends with what to give instead. `loadgen` validates the
+    /// same things again, but its messages speak of the workload, not of flags.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let at_least_1 = |flag: &str, v: Option<usize>| match v {
+            Some(0) => Err(anyhow!("{flag}: must be at least 1")),
+            _ => Ok(()),
+        };
+        at_least_1("-c/--connections", Some(self.connections))?;
+        at_least_1("--depth", Some(self.depth))?;
+        at_least_1("--threads", self.threads)?;
+        if self.size.is_some() && self.size_range.is_some() {
+            return Err(anyhow!(
+                "-s/--size and --size-range are exclusive: give one"
+            ));
+        }
+        if let Some(s) = self.size {
+            if s == 0 {
+                return Err(anyhow!("-s/--size: must be at least 1 byte (e.g. 64)"));
+            }
+            if s > MAX_SIZE {
+                return Err(anyhow!(
+                    "-s/--size: {s} bytes exceeds the 16 MiB limit; give at most 16MiB"
+                ));
+            }
+        }
+        if let Some((min, max)) = self.size_range {
+            if min == 0 {
+                return Err(anyhow!(
+                    "--size-range: MIN must be at least 1 byte (e.g. 64..1024)"
+                ));
+            }
+            if min > max {
+                return Err(anyhow!(
+                    "--size-range {min}..{max}: MIN exceeds MAX; give MIN..MAX, e.g. {max}..{min}"
+                ));
+            }
+            if max > MAX_SIZE {
+                return Err(anyhow!(
+                    "--size-range: MAX {max} bytes exceeds the 16 MiB limit; give at most 16MiB"
+                ));
+            }
+        }
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(anyhow!(
+                "-R/--rate: must be a positive number of requests per second (e.g. 20000)"
+            ));
+        }
+        if self.arrival.is_some() && self.rate.is_none() {
+            return Err(anyhow!(
+                "--arrival applies only to open loop: add -R/--rate"
+            ));
+        }
+        if self.duration.is_some() && self.requests.is_some() {
+            return Err(anyhow!(
+                "-t/--duration and -n/--requests are exclusive: give one"
+            ));
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(anyhow!("-t/--duration: must be longer than 0 s (e.g. 10s)"));
+        }
+        if self.requests == Some(0) {
+            return Err(anyhow!("-n/--requests: must be at least 1"));
+        }
+        // A zero timeout would make every connect fail (std refuses a 0 s connect timeout).
+        if self.timeout.is_zero() {
+            return Err(anyhow!("--timeout: must be longer than 0 s (e.g. 5s)"));
+        }
+        if self.connect_per_request && self.depth != 1 {
+            return Err(anyhow!(
+                "--connect-per-request sends one request per connection: leave --depth at 1"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The validated workload against `addr` (the address `load` settled on), after
+    /// [`LoadArgs::check`].
     pub fn workload(&self, addr: SocketAddr) -> anyhow::Result<Workload> {
+        self.check()?;
         let a = self;
         let mut o = Options::new(addr);
-        if a.size.is_some() && a.size_range.is_some() {
-            return Err(anyhow!("--size and --size-range are exclusive: give one"));
-        }
-        if a.duration.is_some() && a.requests.is_some() {
-            return Err(anyhow!("--duration and --requests are exclusive: give one"));
-        }
         o.connections = a.connections;
         if let Some(s) = a.size {
             o.size = s;
@@ -139,6 +218,84 @@ impl LoadArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    fn args(flags: &[&str]) -> LoadArgs {
+        let argv = ["load", "127.0.0.1:1"].iter().chain(flags);
+        Cli::try_parse_from(argv).expect("flags parse").load
+    }
+
+    fn error(flags: &[&str]) -> String {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        format!("{:#}", args(flags).workload(addr).expect_err("rejected"))
+    }
+
+    #[test]
+    fn every_rejected_flag_is_named_in_its_one_line() {
+        for (flags, named) in [
+            (
+                &["-t", "0"][..],
+                "-t/--duration: must be longer than 0 s (e.g. 10s)",
+            ),
+            (&["-c", "0"], "-c/--connections"),
+            (&["--depth", "0"], "--depth"),
+            (&["--threads", "0"], "--threads"),
+            (&["-s", "0"], "-s/--size"),
+            (&["-s", "17MiB"], "-s/--size"),
+            (&["--size-range", "0..9"], "--size-range"),
+            (&["--size-range", "9..3"], "--size-range 9..3"),
+            (&["--size-range", "1..17MiB"], "--size-range"),
+            (
+                &["-s", "1", "--size-range", "1..2"],
+                "-s/--size and --size-range",
+            ),
+            (&["-R", "0"], "-R/--rate"),
+            (&["-R", "inf"], "-R/--rate"),
+            (&["--arrival", "poisson"], "--arrival"),
+            (&["-t", "1s", "-n", "5"], "-t/--duration and -n/--requests"),
+            (&["-n", "0"], "-n/--requests"),
+            (&["--timeout", "0s"], "--timeout"),
+            (
+                &["--connect-per-request", "--depth", "2"],
+                "--connect-per-request",
+            ),
+        ] {
+            let e = error(flags);
+            assert!(e.starts_with(named), "{flags:?}: {e}");
+            assert!(!e.contains('\n'), "{flags:?}: one line: {e}");
+        }
+    }
+
+    #[test]
+    fn what_check_accepts_loadgen_accepts() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        for flags in [
+            &[][..],
+            &["-s", "16MiB"],
+            &["--size-range", "1..16MiB"],
+            &["-R", "0.5", "--arrival", "poisson", "-n", "1"],
+            &["--connect-per-request", "--threads", "64"],
+        ] {
+            args(flags).workload(addr).expect("accepted");
+        }
+    }
+
+    #[test]
+    fn max_size_is_loadgens() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let mut o = Options::new(addr);
+        o.size = MAX_SIZE;
+        assert!(o.clone().validate().is_ok());
+        o.size = MAX_SIZE + 1;
+        assert!(o.validate().is_err());
+    }
 
     #[test]
     fn ranges() {

@@ -33,6 +33,7 @@ fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
 pub fn run(args: LoadArgs) -> CliResult {
     let json = args.json.clone();
     let hlog = args.hlog.clone();
+    args.check().map_err(CliError::usage)?;
     let addr = resolve(&args.addr).map_err(CliError::usage)?;
     let workload = args.workload(addr).map_err(CliError::usage)?;
     let o = workload.options();
