@@ -201,3 +201,104 @@ fn sigint_writes_what_was_measured_marked_interrupted_and_exits_130() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `iomodels ARGS` in a private mount namespace whose `/etc/hosts` lists `::1 localhost`
+/// before `127.0.0.1 localhost` (most Linux distributions), or says why it cannot and returns
+/// `None`: that needs root (or user namespaces) and a resolver that keeps that order.
+#[cfg(target_os = "linux")]
+fn with_ipv6_first_localhost(args: &[&str]) -> Option<Output> {
+    let hosts = std::env::temp_dir().join(format!("iomodels-hosts-{}", std::process::id()));
+    std::fs::write(&hosts, "::1 localhost\n127.0.0.1 localhost\n").unwrap();
+    let in_namespace = |cmd: &[&str]| {
+        Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+            ])
+            .arg(&hosts)
+            .args(cmd)
+            .output()
+    };
+    let order = in_namespace(&["getent", "ahosts", "localhost"]);
+    let out = (|| {
+        let first = match &order {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: no private /etc/hosts here (unshare -m and mount --bind need root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare: {e}");
+                return None;
+            }
+        };
+        if first != "::1" {
+            eprintln!("skipped: this resolver puts {first} first for localhost, not ::1");
+            return None;
+        }
+        let bin = env!("CARGO_BIN_EXE_iomodels");
+        let cmd: Vec<&str> = std::iter::once(bin).chain(args.iter().copied()).collect();
+        Some(in_namespace(&cmd).expect("run iomodels in the namespace"))
+    })();
+    let _ = std::fs::remove_file(&hosts);
+    out
+}
+
+/// Issue 12, fault 1: `localhost` was tried at its first address only, so a server on
+/// 127.0.0.1 was "refused" by [::1].
+#[cfg(target_os = "linux")]
+#[test]
+fn localhost_reaches_a_server_on_127_0_0_1_when_hosts_lists_ipv6_first() {
+    let addr = echo_server();
+    let port = addr.rsplit(':').next().unwrap();
+    let target = format!("localhost:{port}");
+    let Some(out) =
+        with_ipv6_first_localhost(&["load", &target, "-c", "1", "-t", "200ms", "--warmup", "0s"])
+    else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("{addr}: closed loop")),
+        "{stdout}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn when_no_address_of_a_host_accepts_each_is_named_in_order() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let target = format!("localhost:{port}");
+    let Some(out) = with_ipv6_first_localhost(&["load", &target, "-t", "1s"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "iomodels: no address of {target} accepted a connection: [::1]:{port} ("
+        )) && err.contains(&format!(
+            "), 127.0.0.1:{port} (refused); is a server listening?"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -25,7 +25,8 @@ pub enum ArrivalArg {
 /// Flags of `iomodels load`, raw; converted with `TryFrom` into a validated workload.
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// Echo server address, HOST:PORT.
+    /// Echo server address, HOST:PORT. A host name with several addresses is tried in order
+    /// with one probe connection each; the first that accepts is loaded.
     pub addr: String,
     /// Connections kept open (closed and open loop) or connect slots (--connect-per-request).
     #[arg(short = 'c', long, default_value_t = 10)]

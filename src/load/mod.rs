@@ -11,22 +11,33 @@ mod summary;
 pub use args::LoadArgs;
 
 use std::io::IsTerminal;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use loadgen::LoadError;
 
 use crate::exit::{self, CliError, CliResult};
 use crate::interrupt::Interrupt;
+use crate::resolve;
 use summary::print_summary;
 
-fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    addr.to_socket_addrs()
-        .with_context(|| format!("cannot resolve {addr:?} (expected HOST:PORT)"))?
-        .next()
-        .ok_or_else(|| anyhow!("{addr:?} resolves to no address"))
+/// The address to load: the only one `spec` resolves to, or else the first that accepts a
+/// connection within `timeout`, in the resolver's order (so `localhost` reaches a server on
+/// 127.0.0.1 when the hosts file lists `::1` first). That probe is one extra connection the
+/// server sees (accepted and closed at once); a single address is not probed, so a literal
+/// `IP:PORT` (what `run` uses) costs nothing extra. The generator takes one address, so the
+/// choice is made here, once.
+fn choose(spec: &str, addrs: &[SocketAddr], timeout: Duration) -> Result<SocketAddr, CliError> {
+    if let [one] = addrs {
+        return Ok(*one);
+    }
+    resolve::first_accepting(addrs, timeout).map_err(|tried| {
+        CliError::runtime(anyhow!(
+            "no address of {spec} accepted a connection: {tried}; is a server listening? (start one with iomodels serve MODEL)"
+        ))
+    })
 }
 
 /// Run the `load` command.
@@ -34,20 +45,22 @@ pub fn run(args: LoadArgs) -> CliResult {
     let json = args.json.clone();
     let hlog = args.hlog.clone();
     args.check().map_err(CliError::usage)?;
-    let addr = resolve(&args.addr).map_err(CliError::usage)?;
-    let workload = args.workload(addr).map_err(CliError::usage)?;
-    let o = workload.options();
+    let addrs = resolve::resolve("ADDR", &args.addr).map_err(CliError::usage)?;
 
     // 10,000 connections need more descriptors than the usual soft limit of 1,024.
-    let want = (o.connections + o.idle + 64) as u64;
+    let sockets = args.connections + args.idle;
+    let want = (sockets + 64) as u64;
     if let Ok(got) = rlimit::increase_nofile_limit(want.max(16_384))
         && got < want
     {
         return Err(CliError::usage(anyhow!(
-            "{} connections need {want} file descriptors, but the limit is {got}",
-            o.connections + o.idle
+            "{sockets} connections need {want} file descriptors, but the limit is {got}: raise it (ulimit -n {want}) or ask for fewer"
         )));
     }
+
+    let addr = choose(&args.addr, &addrs, args.timeout)?;
+    let workload = args.workload(addr).map_err(CliError::usage)?;
+    let o = workload.options();
 
     let interrupt = Interrupt::install().map_err(CliError::runtime)?;
     let stop = interrupt.stop();
