@@ -1,11 +1,13 @@
 //! `iomodels load ADDR`: flags → validated `loadgen::Workload` → run → summary, JSON, `.hlog`.
 //!
 //! Everything specific to the `load` command lives under here, so `main.rs` only dispatches:
-//! [`args`] (the flags and their validation), [`summary`] (the human summary), and this file,
-//! the command itself (descriptor limit, Ctrl-C, progress line, outputs). It deliberately does
+//! [`args`] (the flags and their validation), [`outputs`] (`--json`/`--hlog`, checked before
+//! the run), [`summary`] (the human summary), and this file, the command itself (address,
+//! descriptor limit, Ctrl-C, progress line). It deliberately does
 //! not measure anything itself: the numbers come from the `loadgen` report, computed once.
 
 mod args;
+mod outputs;
 mod summary;
 
 pub use args::LoadArgs;
@@ -21,6 +23,7 @@ use loadgen::LoadError;
 use crate::exit::{self, CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::resolve;
+use outputs::Outputs;
 use summary::print_summary;
 
 /// The address to load: the only one `spec` resolves to, or else the first that accepts a
@@ -42,9 +45,9 @@ fn choose(spec: &str, addrs: &[SocketAddr], timeout: Duration) -> Result<SocketA
 
 /// Run the `load` command.
 pub fn run(args: LoadArgs) -> CliResult {
-    let json = args.json.clone();
-    let hlog = args.hlog.clone();
     args.check().map_err(CliError::usage)?;
+    // Before anything connects: a path that cannot be written must not cost a measurement.
+    let outputs = Outputs::check(args.json.clone(), args.hlog.clone()).map_err(CliError::usage)?;
     let addrs = resolve::resolve("ADDR", &args.addr).map_err(CliError::usage)?;
 
     // 10,000 connections need more descriptors than the usual soft limit of 1,024.
@@ -104,18 +107,12 @@ pub fn run(args: LoadArgs) -> CliResult {
 
     let result = iomodels::record::PointResult::client_only(report);
     let report = &result.report;
-    if let Some(p) = &json {
-        result
-            .write_json(p)
-            .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", p.display())))?;
-    }
-    if let Some(p) = &hlog {
-        report
-            .write_hlog(p)
-            .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", p.display())))?;
-    }
-    // A closed stdout (`| head`) is not an error: ignore write failures of the summary.
+    let written = outputs.write(&result);
+    // The summary always, whatever happened to the files. A closed stdout (`| head`) is not an
+    // error: ignore write failures of the summary.
     let _ = print_summary(&mut std::io::stdout().lock(), report);
+    // A file not written is a failure even after Ctrl-C: 130 promises the files are there.
+    written.map_err(CliError::runtime)?;
 
     if report.interrupted {
         return Ok(ExitCode::from(exit::INTERRUPTED));
