@@ -18,6 +18,7 @@ use crate::limits;
 use crate::resolve::{self, Tried};
 use crate::units::{CpuList, parse_bytes, parse_cpus};
 
+/// Flags of `iomodels serve`, raw; checked by `servers::Config::validate` when the server starts.
 #[derive(Args)]
 pub struct ServeArgs {
     /// The I/O model (see `iomodels models`).
@@ -51,6 +52,7 @@ fn servers_default_backlog() -> i32 {
     Config::default().backlog
 }
 
+/// Run the `serve` command: start, print `listening ADDR`, wait for a stop, print the stats.
 pub fn run(args: ServeArgs) -> CliResult {
     let model: Model = args
         .model

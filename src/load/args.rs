@@ -22,7 +22,8 @@ pub enum ArrivalArg {
     Poisson,
 }
 
-/// Flags of `iomodels load`, raw; converted with `TryFrom` into a validated workload.
+/// Flags of `iomodels load`, raw; [`LoadArgs::check`] names a rejected flag, and
+/// [`LoadArgs::workload`] builds the validated workload once the address is settled.
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Echo server address, HOST:PORT. A host name with several addresses is tried in order
