@@ -12,6 +12,7 @@ mod limits;
 mod load;
 mod logger;
 mod models;
+mod resolve;
 mod run;
 mod serve;
 mod units;

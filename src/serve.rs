@@ -15,15 +15,18 @@ use servers::{AcceptMode, Config, Model, PinError, Server, StartError};
 use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::limits;
+use crate::resolve::{self, Tried};
 use crate::units::{CpuList, parse_bytes, parse_cpus};
 
+/// Flags of `iomodels serve`, raw; checked by `servers::Config::validate` when the server starts.
 #[derive(Args)]
 pub struct ServeArgs {
     /// The I/O model (see `iomodels models`).
     model: String,
-    /// Address to listen on; port 0 picks a free port (the real one is printed).
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    listen: SocketAddr,
+    /// Address to listen on, HOST:PORT; port 0 picks a free port (the real one is printed). A
+    /// host name binds the first of its addresses that can be bound here.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7700")]
+    listen: String,
     /// Event loops (one per thread); for tokio-mt, runtime workers.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -34,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = servers_default_backlog())]
     backlog: i32,
     /// How loops share the port with --threads > 1 (default: reuse-port where the OS balances it).
-    #[arg(long, value_parser = parse_accept)]
+    #[arg(long, value_parser = str::parse::<AcceptMode>)]
     accept: Option<AcceptMode>,
     /// Pin every thread the server makes to these CPUs, e.g. 0,2-3 (Linux, Windows; elsewhere a
     /// warning and the server runs unpinned).
@@ -49,16 +52,7 @@ fn servers_default_backlog() -> i32 {
     Config::default().backlog
 }
 
-fn parse_accept(s: &str) -> Result<AcceptMode, String> {
-    match s {
-        "reuse-port" => Ok(AcceptMode::ReusePort),
-        "handoff" => Ok(AcceptMode::Handoff),
-        _ => Err(format!(
-            "'{s}' is not an accept mode (reuse-port or handoff)"
-        )),
-    }
-}
-
+/// Run the `serve` command: start, print `listening ADDR`, wait for a stop, print the stats.
 pub fn run(args: ServeArgs) -> CliResult {
     let model: Model = args
         .model
@@ -77,9 +71,9 @@ pub fn run(args: ServeArgs) -> CliResult {
     }
     limits::raise_nofile();
 
-    let server = Server::start(model, args.listen, &config).map_err(|e| match e {
-        StartError::Io(_) => CliError::runtime(e),
-        _ => CliError::usage(e),
+    let addrs = resolve::resolve("--listen", &args.listen).map_err(CliError::usage)?;
+    let server = start(model, &args.listen, &addrs, &config, |m, a, c| {
+        Server::start(m, a, c)
     })?;
     let stop = server.stop_handle();
     let on_signal = stop.clone();
@@ -113,6 +107,58 @@ pub fn run(args: ServeArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Starts the server on the first of `addrs` that can be bound here, as `TcpListener::bind`
+/// does with a host name. Only "cannot bind this address here" moves on to the next address
+/// (for example `::1` on a machine without IPv6); a port in use ends the search, so a second
+/// `serve --listen localhost:7700` fails (exit 2) instead of taking the same port on the other
+/// address family, where `load localhost:7700` would not find it. `start_one` is
+/// [`Server::start`]; a parameter so a test can choose what each address does.
+fn start<S>(
+    model: Model,
+    spec: &str,
+    addrs: &[SocketAddr],
+    config: &Config,
+    start_one: impl Fn(Model, SocketAddr, &Config) -> Result<S, StartError>,
+) -> Result<S, CliError> {
+    let code = |e: StartError| match e {
+        StartError::Io(_) => CliError::runtime(e),
+        _ => CliError::usage(e),
+    };
+    let mut tried = match resolve::first_ok(
+        addrs,
+        |a| start_one(model, a, config),
+        |e| matches!(e, StartError::Bind { .. }),
+    ) {
+        Ok(s) => return Ok(s),
+        Err(tried) => tried.0,
+    };
+    let all_bind = tried
+        .iter()
+        .all(|(_, e)| matches!(e, StartError::Bind { .. }));
+    if tried.len() == 1 || !all_bind {
+        // One address, or a final error (port in use, model, config) that is the cause.
+        let (_, last) = tried.pop().expect("at least one address");
+        return Err(code(last));
+    }
+    Err(CliError::usage(anyhow!(
+        "--listen {spec}: no address of it can be bound here: {}; give an address of this machine, e.g. 127.0.0.1:7700",
+        Tried(
+            tried
+                .into_iter()
+                .map(|(a, e)| (a, bind_reason(e)))
+                .collect()
+        )
+    )))
+}
+
+/// What the OS said about one address, without repeating the address.
+fn bind_reason(e: StartError) -> String {
+    match e {
+        StartError::Bind { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
+
 /// Pins the process, or says why not: a CPU this process cannot use is a usage error (exit 2)
 /// before anything binds; a platform that cannot pin only warns, since the server still works.
 fn pin(cpus: &CpuList) -> Result<(), CliError> {
@@ -129,5 +175,79 @@ fn pin(cpus: &CpuList) -> Result<(), CliError> {
             "--cpus: {e}; give a list like 0,2-3"
         ))),
         Err(e) => Err(CliError::runtime(anyhow!("--cpus: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn addrs() -> Vec<SocketAddr> {
+        vec![
+            "[::1]:7700".parse().unwrap(),
+            "127.0.0.1:7700".parse().unwrap(),
+        ]
+    }
+
+    fn not_here(addr: SocketAddr) -> StartError {
+        StartError::Bind {
+            addr,
+            source: io::Error::from(io::ErrorKind::AddrNotAvailable),
+        }
+    }
+
+    #[test]
+    fn listen_binds_the_first_address_that_can_be_bound_here() {
+        let got = start(
+            Model::Epoll,
+            "localhost:7700",
+            &addrs(),
+            &Config::default(),
+            |_, a, _| {
+                if a.is_ipv6() { Err(not_here(a)) } else { Ok(a) }
+            },
+        );
+        assert_eq!(got.ok(), Some(addrs()[1]));
+    }
+
+    #[test]
+    fn a_port_in_use_ends_the_search_with_exit_2() {
+        let tried = std::cell::RefCell::new(Vec::new());
+        let e = start(
+            Model::Epoll,
+            "localhost:7700",
+            &addrs(),
+            &Config::default(),
+            |_, a, _| {
+                tried.borrow_mut().push(a);
+                Err::<(), _>(StartError::AddrInUse(a))
+            },
+        )
+        .expect_err("in use");
+        assert_eq!(e.code, crate::exit::USAGE);
+        assert!(format!("{:#}", e.error).starts_with("[::1]:7700 is already in use"));
+        assert_eq!(*tried.borrow(), addrs()[..1]);
+    }
+
+    #[test]
+    fn when_no_address_binds_each_is_named() {
+        let e = start(
+            Model::Epoll,
+            "localhost:7700",
+            &addrs(),
+            &Config::default(),
+            |_, a, _| Err::<(), _>(not_here(a)),
+        )
+        .expect_err("none binds");
+        assert_eq!(e.code, crate::exit::USAGE);
+        let msg = format!("{:#}", e.error);
+        assert!(
+            msg.starts_with(
+                "--listen localhost:7700: no address of it can be bound here: [::1]:7700 ("
+            ) && msg.contains("), 127.0.0.1:7700 (")
+                && msg.ends_with("give an address of this machine, e.g. 127.0.0.1:7700"),
+            "{msg}"
+        );
     }
 }

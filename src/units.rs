@@ -1,6 +1,12 @@
 //! Units on the command line, as the contract spells them: byte counts (`16384`, `16KiB`,
-//! `1m`) and CPU lists (`0,2-3`, shared by `load --cpus` and `serve --cpus`). It only parses:
-//! whether a CPU exists is for the code that pins. Durations live with `load`, their only user.
+//! `1m`), durations (`10s`, `500ms`, `2m`, shared by `load` and `run`) and CPU lists (`0,2-3`,
+//! shared by `load --cpus`, `serve --cpus` and `run`). It only parses: whether a CPU exists is
+//! for the code that pins, whether a duration is long enough for the command that uses it.
+
+/// Parses `10s`, `500ms`, `2m` (humantime).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 2m)"))
+}
 
 /// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB` (binary multiples).
 pub fn parse_bytes(s: &str) -> Result<usize, String> {

@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn iomodels(args: &[&str]) -> Output {
@@ -18,10 +19,17 @@ fn iomodels(args: &[&str]) -> Output {
 
 /// A plain echo server that lives as long as the test process; threads end when clients close.
 fn echo_server() -> String {
+    echo_server_watched().0
+}
+
+/// [`echo_server`], plus a receiver that gets one message per accepted connection.
+fn echo_server_watched() -> (String, mpsc::Receiver<()>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
+            let _ = tx.send(());
             std::thread::spawn(move || {
                 let mut s = s;
                 let _ = s.set_nodelay(true);
@@ -34,7 +42,15 @@ fn echo_server() -> String {
             });
         }
     });
-    addr
+    (addr, rx)
+}
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cli-load-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 #[test]
@@ -57,6 +73,24 @@ fn bad_flags_exit_2() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn a_rejected_value_names_its_flag_and_the_fix() {
+    for (args, line) in [
+        (
+            &["load", "127.0.0.1:1", "-t", "0"][..],
+            "iomodels: -t/--duration: must be longer than 0 s (e.g. 10s)\n",
+        ),
+        (
+            &["load", "127.0.0.1:1", "-c", "0"],
+            "iomodels: -c/--connections: must be at least 1\n",
+        ),
+    ] {
+        let out = iomodels(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), line, "{args:?}");
     }
 }
 
@@ -182,4 +216,223 @@ fn sigint_writes_what_was_measured_marked_interrupted_and_exits_130() {
         "what was measured is kept"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `iomodels ARGS` in a private mount namespace whose `/etc/hosts` lists `::1 localhost`
+/// before `127.0.0.1 localhost` (most Linux distributions), or says why it cannot and returns
+/// `None`: that needs root (or user namespaces) and a resolver that keeps that order.
+#[cfg(target_os = "linux")]
+fn with_ipv6_first_localhost(args: &[&str]) -> Option<Output> {
+    let hosts = std::env::temp_dir().join(format!("iomodels-hosts-{}", std::process::id()));
+    std::fs::write(&hosts, "::1 localhost\n127.0.0.1 localhost\n").unwrap();
+    let in_namespace = |cmd: &[&str]| {
+        Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /etc/hosts && exec "$@""#,
+            ])
+            .arg(&hosts)
+            .args(cmd)
+            .output()
+    };
+    let order = in_namespace(&["getent", "ahosts", "localhost"]);
+    let out = (|| {
+        let first = match &order {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: no private /etc/hosts here (unshare -m and mount --bind need root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare: {e}");
+                return None;
+            }
+        };
+        if first != "::1" {
+            eprintln!("skipped: this resolver puts {first} first for localhost, not ::1");
+            return None;
+        }
+        let bin = env!("CARGO_BIN_EXE_iomodels");
+        let cmd: Vec<&str> = std::iter::once(bin).chain(args.iter().copied()).collect();
+        Some(in_namespace(&cmd).expect("run iomodels in the namespace"))
+    })();
+    let _ = std::fs::remove_file(&hosts);
+    out
+}
+
+/// Issue 12, fault 1: `localhost` was tried at its first address only, so a server on
+/// 127.0.0.1 was "refused" by [::1].
+#[cfg(target_os = "linux")]
+#[test]
+fn localhost_reaches_a_server_on_127_0_0_1_when_hosts_lists_ipv6_first() {
+    let addr = echo_server();
+    let port = addr.rsplit(':').next().unwrap();
+    let target = format!("localhost:{port}");
+    let Some(out) =
+        with_ipv6_first_localhost(&["load", &target, "-c", "1", "-t", "200ms", "--warmup", "0s"])
+    else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("{addr}: closed loop")),
+        "{stdout}"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn when_no_address_of_a_host_accepts_each_is_named_in_order() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let target = format!("localhost:{port}");
+    let Some(out) = with_ipv6_first_localhost(&["load", &target, "-t", "1s"]) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "iomodels: no address of {target} accepted a connection: [::1]:{port} ("
+        )) && err.contains(&format!(
+            "), 127.0.0.1:{port} (refused); is a server listening?"
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// Issue 12, fault 3: an output path that cannot be written used to be found only after the
+/// whole measurement, which was then thrown away.
+#[test]
+fn an_unwritable_output_path_exits_2_before_connecting() {
+    let (addr, accepted) = echo_server_watched();
+    let dir = scratch("unwritable");
+    let file = dir.join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let missing = dir.join("no/such/dir/r.json");
+    let through_file = file.join("r.hlog");
+    for (flag, path, says) in [
+        (
+            "--json",
+            &missing,
+            "does not exist: create it first or give another path",
+        ),
+        ("--hlog", &through_file, "is a file, not a folder"),
+        ("--json", &dir, "is a folder: give a file in it"),
+    ] {
+        let t = Instant::now();
+        let out = iomodels(&["load", &addr, "-t", "10s", flag, path.to_str().unwrap()]);
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "{flag}: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag} {}", path.display());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with(&format!("iomodels: {flag} {}", path.display())) && err.contains(says),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(accepted.try_recv().is_err(), "nothing connected");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_that_cannot_connect_leaves_no_output_file_behind() {
+    let refusing = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let dir = scratch("no-stray");
+    let out = iomodels(&[
+        "load",
+        &refusing,
+        "-t",
+        "1s",
+        "--json",
+        dir.join("r.json").to_str().unwrap(),
+        "--hlog",
+        dir.join("r.hlog").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The folder passes the check, then disappears during the run: the summary is still printed,
+/// the files are saved elsewhere and named, and the exit code says the files are missing.
+#[test]
+fn an_output_that_fails_at_the_end_keeps_the_summary_and_a_copy() {
+    let (addr, accepted) = echo_server_watched();
+    let dir = scratch("vanishing");
+    let json = dir.join("r.json");
+    let hlog = dir.join("r.hlog");
+    let child = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+        .args(["load", &addr, "-c", "1", "-t", "300ms", "--warmup", "0s"])
+        .arg("--json")
+        .arg(&json)
+        .arg("--hlog")
+        .arg(&hlog)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A connection means the outputs were checked (that happens before connecting).
+    accepted
+        .recv_timeout(Duration::from_secs(10))
+        .expect("load connected");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("throughput") && stdout.contains("p99.99"),
+        "{stdout}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for (flag, path, ext) in [("--json", &json, "json"), ("--hlog", &hlog, "hlog")] {
+        let start = format!("cannot write {flag} {} (", path.display());
+        let at = err
+            .find(&start)
+            .unwrap_or_else(|| panic!("{flag} not named: {err}"));
+        let copy = err[at..]
+            .split("saved to ")
+            .nth(1)
+            .and_then(|r| r.split(" instead").next())
+            .unwrap_or_else(|| panic!("no copy named: {err}"));
+        assert!(copy.ends_with(&format!("r.{ext}")), "{copy}");
+        let text = std::fs::read_to_string(copy).unwrap();
+        if ext == "json" {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(v["requests"].as_u64().unwrap() > 0);
+        }
+        std::fs::remove_file(copy).unwrap();
+    }
 }

@@ -196,6 +196,37 @@ fn bad_flags_are_usage_errors() {
     }
 }
 
+/// Issue 12: `--listen` took only `IP:PORT`. A host name binds the first of its addresses that
+/// can be bound here and says which in the `listening` line.
+#[test]
+fn listen_takes_a_host_name_and_prints_the_address_it_bound() {
+    let server = Serve::start(&["epoll", "--listen", "localhost:0", "--stop-on-stdin-eof"]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    assert_ne!(server.addr.port(), 0);
+    assert_eq!(echo_once(server.addr, b"host").unwrap(), b"host");
+    let mut server = server;
+    drop(server.child.stdin.take());
+    let (code, rest) = server.finish();
+    assert_eq!(code, 0);
+    assert_eq!(stats_of(&rest)["accepted"], 1);
+}
+
+#[test]
+fn listen_on_a_name_that_does_not_resolve_says_so_in_one_line() {
+    let out = iomodels(&["serve", "epoll", "--listen", "no-such-host.invalid:7700"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("iomodels: --listen no-such-host.invalid:7700: cannot resolve")
+            && err
+                .trim_end()
+                .ends_with("give HOST:PORT, e.g. 127.0.0.1:7700"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn port_in_use_is_a_usage_error_even_with_reuseport() {
     let first = Serve::start(&["epoll", "--listen", "127.0.0.1:0", "--threads", "2"]);

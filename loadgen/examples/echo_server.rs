@@ -1,8 +1,12 @@
-//! A minimal thread-per-connection echo server, a stand-in target for `scripts/bench-clients.sh`
-//! until `iomodels serve` is merged into this branch.
+//! A minimal thread-per-connection echo server: a target for comparing clients that shares no
+//! code with the `servers` crate, so a client comparison can be repeated against a server that
+//! is not one of the project's models.
 //!
-//! Deliberately not one of the project's I/O models and not measured by anything: it prints
-//! `listening ADDR` like `iomodels serve` does, echoes with TCP_NODELAY, and runs until killed.
+//! `scripts/bench-clients.sh` loads `iomodels serve epoll` by default and builds this example
+//! so it can be given instead (`scripts/bench-clients.sh -- target/release/examples/echo_server`).
+//! Deliberately not one of the project's I/O models and not measured by `run` or the benches:
+//! it prints `listening ADDR` like `iomodels serve` does, echoes with TCP_NODELAY, and runs
+//! until killed (no stats line).
 //!
 //! Usage: `echo_server [ADDR=127.0.0.1:0]`
 

@@ -56,6 +56,18 @@ impl fmt::Display for AcceptMode {
     }
 }
 
+/// Parses the command-line name ([`AcceptMode::name`]); the error lists the names.
+impl std::str::FromStr for AcceptMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::ReusePort, Self::Handoff]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("'{s}' is not an accept mode (reuse-port or handoff)"))
+    }
+}
+
 /// Settings every model honours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -144,5 +156,13 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::Backlog(0)));
+    }
+
+    #[test]
+    fn accept_mode_parses_its_own_name() {
+        for m in [AcceptMode::ReusePort, AcceptMode::Handoff] {
+            assert_eq!(m.name().parse(), Ok(m));
+        }
+        assert!("reuseport".parse::<AcceptMode>().is_err());
     }
 }

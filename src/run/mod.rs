@@ -22,8 +22,7 @@ use servers::Model;
 
 use crate::exit::{self, CliError, CliResult};
 use crate::interrupt::Interrupt;
-use crate::load::parse_duration;
-use crate::units::{CpuList, parse_cpus};
+use crate::units::{CpuList, parse_cpus, parse_duration};
 use measure::{Job, measure};
 use output::Output;
 use plan::{Point, Timing};

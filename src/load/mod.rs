@@ -1,0 +1,128 @@
+//! `iomodels load ADDR`: flags → validated `loadgen::Workload` → run → summary, JSON, `.hlog`.
+//!
+//! Everything specific to the `load` command lives under here, so `main.rs` only dispatches:
+//! [`args`] (the flags and their validation), [`outputs`] (`--json`/`--hlog`, checked before
+//! the run), [`summary`] (the human summary), and this file, the command itself (address,
+//! descriptor limit, Ctrl-C, progress line). It deliberately does
+//! not measure anything itself: the numbers come from the `loadgen` report, computed once.
+
+mod args;
+mod outputs;
+mod summary;
+
+pub use args::LoadArgs;
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use loadgen::LoadError;
+
+use crate::exit::{self, CliError, CliResult};
+use crate::interrupt::Interrupt;
+use crate::resolve;
+use outputs::Outputs;
+use summary::print_summary;
+
+/// The address to load: the only one `spec` resolves to, or else the first that accepts a
+/// connection within `timeout`, in the resolver's order (so `localhost` reaches a server on
+/// 127.0.0.1 when the hosts file lists `::1` first). That probe is one extra connection the
+/// server sees (accepted and closed at once); a single address is not probed, so a literal
+/// `IP:PORT` (what `run` uses) costs nothing extra. The generator takes one address, so the
+/// choice is made here, once.
+fn choose(spec: &str, addrs: &[SocketAddr], timeout: Duration) -> Result<SocketAddr, CliError> {
+    if let [one] = addrs {
+        return Ok(*one);
+    }
+    resolve::first_accepting(addrs, timeout).map_err(|tried| {
+        CliError::runtime(anyhow!(
+            "no address of {spec} accepted a connection: {tried}; is a server listening? (start one with iomodels serve MODEL)"
+        ))
+    })
+}
+
+/// Run the `load` command.
+pub fn run(args: LoadArgs) -> CliResult {
+    args.check().map_err(CliError::usage)?;
+    // Before anything connects: a path that cannot be written must not cost a measurement.
+    let outputs = Outputs::check(args.json.clone(), args.hlog.clone()).map_err(CliError::usage)?;
+    let addrs = resolve::resolve("ADDR", &args.addr).map_err(CliError::usage)?;
+
+    // 10,000 connections need more descriptors than the usual soft limit of 1,024.
+    let sockets = args.connections + args.idle;
+    let want = (sockets + 64) as u64;
+    if let Ok(got) = rlimit::increase_nofile_limit(want.max(16_384))
+        && got < want
+    {
+        return Err(CliError::usage(anyhow!(
+            "{sockets} connections need {want} file descriptors, but the limit is {got}: raise it (ulimit -n {want}) or ask for fewer"
+        )));
+    }
+
+    let addr = choose(&args.addr, &addrs, args.timeout)?;
+    let workload = args.workload(addr).map_err(CliError::usage)?;
+    let o = workload.options();
+
+    let interrupt = Interrupt::install().map_err(CliError::runtime)?;
+    let stop = interrupt.stop();
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(200));
+        b.set_message(format!("connecting to {}", o.addr));
+        b
+    });
+    let on_progress = |p: &loadgen::Progress| {
+        if let Some(b) = &bar {
+            b.set_message(format!(
+                "{} {:>5.1}s  {:>10.0} req/s  p99 {:>9.1} µs  requests {}  errors {}",
+                if p.measuring {
+                    "measuring"
+                } else {
+                    "warm-up  "
+                },
+                p.elapsed.as_secs_f64(),
+                p.interval_rps,
+                p.interval_p99_us,
+                p.requests,
+                p.errors
+            ));
+        }
+    };
+    let result = loadgen::run(&workload, stop, Some(&on_progress));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(LoadError::Refused { addr }) => {
+            return Err(CliError::runtime(anyhow!(
+                "connection refused by {addr}: is a server listening? (start one with iomodels serve MODEL)"
+            )));
+        }
+        Err(e) => return Err(CliError::runtime(e)),
+    };
+
+    let result = iomodels::record::PointResult::client_only(report);
+    let report = &result.report;
+    let written = outputs.write(&result);
+    // The summary always, whatever happened to the files. A closed stdout (`| head`) is not an
+    // error: ignore write failures of the summary.
+    let _ = print_summary(&mut std::io::stdout().lock(), report);
+    // A file not written is a failure even after Ctrl-C: 130 promises the files are there.
+    written.map_err(CliError::runtime)?;
+
+    if report.interrupted {
+        return Ok(ExitCode::from(exit::INTERRUPTED));
+    }
+    if report.requests == 0 {
+        return Err(CliError::runtime(anyhow!(
+            "no request completed against {} ({} errors)",
+            report.workload.addr,
+            report.errors.total
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}
