@@ -282,6 +282,13 @@ fn reset_storm(model: Model, variant: Variant) -> Result<(), Failed> {
         wait_until(Duration::from_secs(10), || server.stats().open == 0),
         || format!("{} reset connections never closed", server.stats().open),
     )?;
+    // With several loops (SO_REUSEPORT) each listener has its own accept queue: a loop may still
+    // be working through its share when the others are done, so wait (bounded) for every
+    // connection to be accepted or counted before stopping, rather than stopping mid-queue.
+    wait_until(Duration::from_secs(10), || {
+        let s = server.stats();
+        s.accepted + s.accept_errors >= 501
+    });
     let stats = server.stop()?;
     check(stats.accepted + stats.accept_errors >= 500, || {
         format!(
