@@ -146,7 +146,9 @@ impl TryFrom<LoadArgs> for Workload {
         if let Some(s) = a.seed {
             o.seed = s;
         }
-        Ok(o.validate()?)
+        // The library says what is wrong with the value; the flag that set it is ours to name.
+        o.validate()
+            .map_err(|e| anyhow!("{e} (--{})", e.field().replace('_', "-")))
     }
 }
 

@@ -61,6 +61,18 @@ fn bad_flags_exit_2() {
 }
 
 #[test]
+fn a_zero_duration_says_what_is_wrong_with_its_unit_and_flag() {
+    for t in ["0", "0s"] {
+        let out = iomodels(&["load", "127.0.0.1:1", "-t", t]);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "iomodels: duration must be longer than 0 s (--duration)\n"
+        );
+    }
+}
+
+#[test]
 fn nothing_listening_exits_1_quickly_with_a_clear_message() {
     let addr = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -29,7 +29,7 @@ pub use host::host;
 pub use report::{
     Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram, encode_histogram,
 };
-pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
+pub use workload::{Arrival, Limit, Options, SizeRange, UnknownArrival, Workload, WorkloadError};
 
 /// User and system CPU time this process has used so far (all threads), from the OS.
 ///
