@@ -27,14 +27,18 @@ pub enum Arrival {
 /// Message sizes drawn uniformly from `min..=max` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SizeRange {
+    /// Smallest size, bytes.
     pub min: usize,
+    /// Largest size, bytes.
     pub max: usize,
 }
 
 /// When a run ends (after warm-up).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    /// A measured duration after warm-up.
     Duration(Duration),
+    /// A number of measured requests.
     Requests(u64),
 }
 
@@ -43,29 +47,42 @@ pub enum Limit {
 /// `workload` object is this struct.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
+    /// The echo server.
     pub addr: SocketAddr,
+    /// Connections kept open (or connect slots with `connect_per_request`).
     pub connections: usize,
+    /// Message size, bytes.
     pub size: usize,
     /// Overrides `size` when set.
     pub size_range: Option<SizeRange>,
+    /// Requests in flight per connection (pipelining).
     pub depth: usize,
     /// Open loop when set: total requests per second over all connections.
     pub rate: Option<f64>,
+    /// How open-loop arrivals are spaced.
     pub arrival: Arrival,
     /// Seconds; exactly one of `duration` and `requests` is set.
     #[serde(with = "opt_secs")]
     pub duration: Option<Duration>,
+    /// Measured requests to complete instead of a duration.
     pub requests: Option<u64>,
     #[serde(with = "secs")]
+    /// Warm-up before measuring, excluded from every figure.
     pub warmup: Duration,
     #[serde(with = "secs")]
+    /// Per-request (and connect) timeout.
     pub timeout: Duration,
+    /// Do not compare echoes with what was sent.
     pub no_verify: bool,
+    /// Connect, one request, one answer, close.
     pub connect_per_request: bool,
+    /// Extra silent connections held open during the run.
     pub idle: usize,
     /// Event-loop threads; never more than `connections` are used (see the report's warnings).
     pub threads: usize,
+    /// CPUs to pin the threads to, round-robin.
     pub cpus: Option<Vec<usize>>,
+    /// Seed for payloads, sizes and Poisson arrivals.
     pub seed: u64,
 }
 
@@ -250,10 +267,12 @@ impl Options {
 pub struct Workload(Options);
 
 impl Workload {
+    /// The validated options.
     pub fn options(&self) -> &Options {
         &self.0
     }
 
+    /// When the run ends.
     pub fn limit(&self) -> Limit {
         match (self.0.duration, self.0.requests) {
             (_, Some(n)) => Limit::Requests(n),
@@ -268,6 +287,7 @@ impl Workload {
         self.0.threads.min(self.0.connections).max(1)
     }
 
+    /// Whether requests follow a rate (open loop).
     pub fn is_open_loop(&self) -> bool {
         self.0.rate.is_some()
     }
