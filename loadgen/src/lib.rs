@@ -8,6 +8,7 @@
 //! binary's job. The only output it writes is on request, through [`Report::write_json`] and
 //! [`Report::write_hlog`], atomically.
 #![deny(unsafe_code)]
+#![deny(missing_docs)]
 
 mod atomic_file;
 mod cpu;
@@ -29,7 +30,7 @@ pub use host::host;
 pub use report::{
     Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram, encode_histogram,
 };
-pub use workload::{Arrival, Limit, Options, SizeRange, Workload, WorkloadError};
+pub use workload::{Arrival, Limit, Options, SizeRange, UnknownArrival, Workload, WorkloadError};
 
 /// User and system CPU time this process has used so far (all threads), from the OS.
 ///
@@ -63,6 +64,7 @@ pub fn child_cpu_times(child: &std::process::Child) -> std::io::Result<(Duration
 pub struct Stop(Arc<AtomicBool>);
 
 impl Stop {
+    /// A flag not yet set.
     pub fn new() -> Self {
         Self::default()
     }
@@ -72,6 +74,7 @@ impl Stop {
         self.0.store(true, Ordering::Relaxed);
     }
 
+    /// Whether [`Stop::stop`] was called.
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
@@ -126,11 +129,16 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
 pub enum LoadError {
     /// Every first connection attempt was refused: nothing is listening.
     #[error("connection refused by {addr}")]
-    Refused { addr: std::net::SocketAddr },
+    Refused {
+        /// The address that was asked.
+        addr: std::net::SocketAddr,
+    },
     /// No connection could be made at start, for another reason (timeout, unreachable, ...).
     #[error("cannot connect to {addr}: {source}")]
     Connect {
+        /// The address that was asked.
         addr: std::net::SocketAddr,
+        /// The first connect error.
         #[source]
         source: std::io::Error,
     },

@@ -23,22 +23,34 @@ pub const SCHEMA: &str = "iomodels.result/1";
 /// The machine that produced the result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Host {
+    /// Rust's `std::env::consts::OS`.
     pub os: String,
+    /// Linux: `/proc/sys/kernel/osrelease`; elsewhere `"unknown"`.
     pub kernel: String,
+    /// Linux: the first `model name` of `/proc/cpuinfo`; elsewhere `"unknown"`.
     pub cpu: String,
+    /// The machine's CPUs (Linux), or the CPUs this process may run on.
     pub cores: usize,
 }
 
 /// Percentiles and moments of one histogram, in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
+    /// Median.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile.
     pub p99_9: f64,
+    /// 99.99th percentile.
     pub p99_99: f64,
+    /// Largest value recorded.
     pub max: f64,
+    /// Arithmetic mean.
     pub mean: f64,
+    /// Standard deviation.
     pub stdev: f64,
 }
 
@@ -65,16 +77,24 @@ impl LatencySummary {
 /// Errors in the measured window, by kind. `total` is the sum of the others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Errors {
+    /// Sum of the other counts.
     pub total: u64,
+    /// Connects refused.
     pub refused: u64,
+    /// Connections reset (ECONNRESET, ECONNABORTED, EPIPE).
     pub reset: u64,
+    /// Requests or connects older than `timeout`.
     pub timeout: u64,
+    /// Echoes that differ from what was sent.
     pub mismatch: u64,
+    /// EADDRNOTAVAIL on connect: ephemeral ports exhausted.
     pub addr_unavailable: u64,
+    /// Anything else (the server closed the connection, ...).
     pub other: u64,
 }
 
 impl Errors {
+    /// Add another set of counts to these.
     pub fn add(&mut self, o: &Errors) {
         self.total += o.total;
         self.refused += o.refused;
@@ -89,13 +109,16 @@ impl Errors {
 /// CPU time of a process over the measured window, from the OS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
+    /// User CPU seconds.
     pub user_s: f64,
+    /// System CPU seconds.
     pub system_s: f64,
     /// (user + system) / requests, in microseconds; 0 when no request completed.
     pub us_per_request: f64,
 }
 
 impl Cpu {
+    /// From user and system CPU time over a window in which `requests` completed.
     pub fn new(user: Duration, system: Duration, requests: u64) -> Self {
         let (u, s) = (user.as_secs_f64(), system.as_secs_f64());
         let per = if requests == 0 {
@@ -116,7 +139,9 @@ impl Cpu {
 pub struct Interval {
     /// Offset from the start of the measured window.
     pub start: Duration,
+    /// Its length (the last interval may be shorter than 1 s).
     pub length: Duration,
+    /// Its latency histogram (corrected in open loop), in ns.
     pub corrected: Histogram<u64>,
     /// Open loop only.
     pub uncorrected: Option<Histogram<u64>>,
@@ -129,29 +154,48 @@ pub struct Interval {
 /// key of the contract.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
+    /// `iomodels.result/1` ([`SCHEMA`]).
     pub schema: String,
+    /// Version of the `loadgen` crate that measured.
     pub tool_version: String,
+    /// The machine that measured.
     pub host: Host,
+    /// CPUs the generator threads were pinned to, if any.
     pub pinning: Option<Vec<usize>>,
+    /// Every workload option.
     pub workload: Options,
+    /// Requests completed in the measured window.
     pub requests: u64,
+    /// Length of the measured window, seconds.
     pub duration_s: f64,
+    /// `requests / duration_s`.
     pub throughput_rps: f64,
+    /// Latency percentiles, µs (corrected in open loop).
     pub latency_us: LatencySummary,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Open loop: latency from the actual send, µs.
     pub uncorrected_latency_us: Option<LatencySummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Open loop: actual send − intended send, µs.
     pub send_lag_us: Option<LatencySummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Open loop: the target rate, requests per second.
     pub target_rps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Open loop: completed requests per second of the window.
     pub achieved_rps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Connect per request: time from `connect()` to a usable connection, µs.
     pub connect_us: Option<LatencySummary>,
+    /// Errors in the measured window, by kind.
     pub errors: Errors,
+    /// The generator process's CPU over the measured window.
     pub client_cpu: Cpu,
+    /// Open loop: requests were not sent at their intended time (results/README.md, "Saturation rule").
     pub saturated: bool,
+    /// The run was stopped early; the figures cover the part that ran.
     pub interrupted: bool,
+    /// Human-readable notes (saturation reasons, hints, reduced threads, ...).
     pub warnings: Vec<String>,
     /// Latency histogram (corrected in open loop), ns, HdrHistogram V2 + deflate, base64.
     pub histogram: String,
@@ -194,6 +238,7 @@ impl Report {
         decode_histogram(&self.histogram)
     }
 
+    /// This report as pretty-printed JSON (the `iomodels.result/1` document).
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialisation cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

@@ -4,14 +4,16 @@
 //! names in snake_case, durations in seconds). [`Options::validate`] turns it into a
 //! [`Workload`], the only thing [`crate::run`] accepts, so the engine never sees a nonsensical
 //! combination. This module deliberately knows nothing about flags or strings like `10s`:
-//! parsing belongs to the binary.
+//! parsing them belongs to the binary, and a [`WorkloadError`] names the value that is wrong
+//! ([`WorkloadError::field`] is its `Options` field), never a flag. The one string it parses is
+//! an [`Arrival`] name (`uniform`, `poisson`), the same word the report's JSON uses.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// How open-loop arrivals are spaced.
+/// How open-loop arrivals are spaced. Parses from, and serialises to, `uniform` or `poisson`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arrival {
@@ -25,14 +27,18 @@ pub enum Arrival {
 /// Message sizes drawn uniformly from `min..=max` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SizeRange {
+    /// Smallest size, bytes.
     pub min: usize,
+    /// Largest size, bytes.
     pub max: usize,
 }
 
 /// When a run ends (after warm-up).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    /// A measured duration after warm-up.
     Duration(Duration),
+    /// A number of measured requests.
     Requests(u64),
 }
 
@@ -41,53 +47,132 @@ pub enum Limit {
 /// `workload` object is this struct.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
+    /// The echo server.
     pub addr: SocketAddr,
+    /// Connections kept open (or connect slots with `connect_per_request`).
     pub connections: usize,
+    /// Message size, bytes.
     pub size: usize,
     /// Overrides `size` when set.
     pub size_range: Option<SizeRange>,
+    /// Requests in flight per connection (pipelining).
     pub depth: usize,
     /// Open loop when set: total requests per second over all connections.
     pub rate: Option<f64>,
+    /// How open-loop arrivals are spaced.
     pub arrival: Arrival,
     /// Seconds; exactly one of `duration` and `requests` is set.
     #[serde(with = "opt_secs")]
     pub duration: Option<Duration>,
+    /// Measured requests to complete instead of a duration.
     pub requests: Option<u64>,
     #[serde(with = "secs")]
+    /// Warm-up before measuring, excluded from every figure.
     pub warmup: Duration,
     #[serde(with = "secs")]
+    /// Per-request (and connect) timeout.
     pub timeout: Duration,
+    /// Do not compare echoes with what was sent.
     pub no_verify: bool,
+    /// Connect, one request, one answer, close.
     pub connect_per_request: bool,
+    /// Extra silent connections held open during the run.
     pub idle: usize,
     /// Event-loop threads; never more than `connections` are used (see the report's warnings).
     pub threads: usize,
+    /// CPUs to pin the threads to, round-robin.
     pub cpus: Option<Vec<usize>>,
+    /// Seed for payloads, sizes and Poisson arrivals.
     pub seed: u64,
 }
 
-/// Why a set of options is rejected. Each message is one line a user can act on.
+/// Why a set of options is rejected. Each message is one line saying what is wrong with the
+/// value, in the terms of the workload (not of any command line: the caller knows its own flag
+/// names, and [`WorkloadError::field`] tells it which value the error is about).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkloadError {
-    #[error("{0} must be at least 1")]
+    /// A count that must be positive is 0 (the [`Options`] field).
+    #[error("{} must be at least 1", noun(.0))]
     Zero(&'static str),
-    #[error("--duration and --requests are exclusive: give one")]
+    /// A span of time that must be positive is 0 (the [`Options`] field).
+    #[error("{} must be longer than 0 s", noun(.0))]
+    ZeroDuration(&'static str),
+    /// Both a duration and a request count were given.
+    #[error("a duration and a request count are exclusive: give one")]
     DurationAndRequests,
-    #[error("give --duration or --requests")]
+    /// Neither a duration nor a request count was given.
+    #[error("give a duration or a request count")]
     NoLimit,
-    #[error("--size-range {min}..{max}: MIN must not exceed MAX")]
-    RangeInverted { min: usize, max: usize },
+    /// A size range whose minimum is above its maximum.
+    #[error("size range {min}..{max}: the minimum must not exceed the maximum")]
+    RangeInverted {
+        /// The range's lower end, in bytes.
+        min: usize,
+        /// The range's upper end, in bytes.
+        max: usize,
+    },
+    /// A message (or the largest of a range) above [`MAX_SIZE`].
     #[error("message size {0} exceeds the 16 MiB limit")]
     TooLarge(usize),
-    #[error("--rate must be a positive finite number of requests per second")]
+    /// An open-loop rate that is 0, negative, infinite or NaN.
+    #[error("the rate must be a positive finite number of requests per second")]
     BadRate,
-    #[error("--arrival applies only to open loop: add --rate")]
+    /// A non-default arrival process without a rate (closed loop has no arrivals).
+    #[error("an arrival process applies only to open loop: set a rate")]
     ArrivalWithoutRate,
-    #[error("--connect-per-request sends one request per connection: --depth must be 1")]
+    /// Connect per request with a depth other than 1.
+    #[error("connect per request sends one request per connection: the depth must be 1")]
     DepthWithConnectPerRequest,
-    #[error("--cpus must list at least one CPU")]
+    /// An empty CPU list.
+    #[error("the CPU list must name at least one CPU")]
     EmptyCpus,
+}
+
+impl WorkloadError {
+    /// The [`Options`] field the error is about (for [`WorkloadError::DurationAndRequests`] and
+    /// [`WorkloadError::NoLimit`], `duration`): a caller maps it to its own name for the value,
+    /// as the binary maps `size_range` to `--size-range`.
+    pub fn field(&self) -> &'static str {
+        use WorkloadError as E;
+        match self {
+            E::Zero(field) | E::ZeroDuration(field) => field,
+            E::DurationAndRequests | E::NoLimit => "duration",
+            E::RangeInverted { .. } => "size_range",
+            E::TooLarge(_) => "size",
+            E::BadRate => "rate",
+            E::ArrivalWithoutRate => "arrival",
+            E::DepthWithConnectPerRequest => "depth",
+            E::EmptyCpus => "cpus",
+        }
+    }
+}
+
+/// An [`Options`] field as a user says it.
+fn noun(field: &str) -> &str {
+    match field {
+        "size" => "message size",
+        "size_range" => "size range minimum",
+        "requests" => "request count",
+        other => other,
+    }
+}
+
+/// An arrival process name that is neither `uniform` nor `poisson`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown arrival process {0:?}: expected uniform or poisson")]
+pub struct UnknownArrival(pub String);
+
+impl std::str::FromStr for Arrival {
+    type Err = UnknownArrival;
+
+    /// `uniform` or `poisson`, ASCII case ignored: the words the report's JSON uses.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "uniform" => Ok(Arrival::Uniform),
+            "poisson" => Ok(Arrival::Poisson),
+            _ => Err(UnknownArrival(s.to_owned())),
+        }
+    }
 }
 
 /// The largest message: beyond this the per-connection FIFO of unechoed bytes is no longer a
@@ -124,10 +209,10 @@ impl Options {
     pub fn validate(self) -> Result<Workload, WorkloadError> {
         use WorkloadError as E;
         for (name, v) in [
-            ("--connections", self.connections),
-            ("--size", self.size),
-            ("--depth", self.depth),
-            ("--threads", self.threads),
+            ("connections", self.connections),
+            ("size", self.size),
+            ("depth", self.depth),
+            ("threads", self.threads),
         ] {
             if v == 0 {
                 return Err(E::Zero(name));
@@ -135,7 +220,7 @@ impl Options {
         }
         if let Some(r) = self.size_range {
             if r.min == 0 {
-                return Err(E::Zero("--size-range MIN"));
+                return Err(E::Zero("size_range"));
             }
             if r.min > r.max {
                 return Err(E::RangeInverted {
@@ -159,12 +244,12 @@ impl Options {
         match (self.duration, self.requests) {
             (Some(_), Some(_)) => return Err(E::DurationAndRequests),
             (None, None) => return Err(E::NoLimit),
-            (Some(d), None) if d.is_zero() => return Err(E::Zero("--duration")),
-            (None, Some(0)) => return Err(E::Zero("--requests")),
+            (Some(d), None) if d.is_zero() => return Err(E::ZeroDuration("duration")),
+            (None, Some(0)) => return Err(E::Zero("requests")),
             _ => {}
         }
         if self.timeout.is_zero() {
-            return Err(E::Zero("--timeout"));
+            return Err(E::ZeroDuration("timeout"));
         }
         if self.connect_per_request && self.depth != 1 {
             return Err(E::DepthWithConnectPerRequest);
@@ -182,10 +267,12 @@ impl Options {
 pub struct Workload(Options);
 
 impl Workload {
+    /// The validated options.
     pub fn options(&self) -> &Options {
         &self.0
     }
 
+    /// When the run ends.
     pub fn limit(&self) -> Limit {
         match (self.0.duration, self.0.requests) {
             (_, Some(n)) => Limit::Requests(n),
@@ -200,6 +287,7 @@ impl Workload {
         self.0.threads.min(self.0.connections).max(1)
     }
 
+    /// Whether requests follow a rate (open loop).
     pub fn is_open_loop(&self) -> bool {
         self.0.rate.is_some()
     }
@@ -268,11 +356,72 @@ mod tests {
         assert_eq!(o.validate(), Err(WorkloadError::BadRate));
         let mut o = opts();
         o.depth = 0;
-        assert_eq!(o.validate(), Err(WorkloadError::Zero("--depth")));
+        assert_eq!(o.validate(), Err(WorkloadError::Zero("depth")));
         let mut o = opts();
         o.connect_per_request = true;
         o.depth = 2;
         assert_eq!(o.validate(), Err(WorkloadError::DepthWithConnectPerRequest));
+    }
+
+    #[test]
+    fn errors_name_values_with_units_never_flags() {
+        let mut o = opts();
+        o.duration = Some(Duration::ZERO);
+        let e = o.validate().unwrap_err();
+        assert_eq!(e.to_string(), "duration must be longer than 0 s");
+        assert_eq!(e.field(), "duration");
+        let mut o = opts();
+        o.timeout = Duration::ZERO;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "timeout must be longer than 0 s"
+        );
+        let mut o = opts();
+        o.depth = 0;
+        assert_eq!(
+            o.validate().unwrap_err().to_string(),
+            "depth must be at least 1"
+        );
+        // Every rejection: one line, no flag, and a field that exists in the JSON.
+        let keys = serde_json::to_value(opts()).unwrap();
+        let mut cases = Vec::new();
+        for f in 0..12 {
+            let mut o = opts();
+            match f {
+                0 => o.connections = 0,
+                1 => o.size = 0,
+                2 => o.threads = 0,
+                3 => o.size_range = Some(SizeRange { min: 0, max: 3 }),
+                4 => o.size_range = Some(SizeRange { min: 9, max: 3 }),
+                5 => o.size = MAX_SIZE + 1,
+                6 => o.rate = Some(f64::NAN),
+                7 => o.arrival = Arrival::Poisson,
+                8 => (o.duration, o.requests) = (None, Some(0)),
+                9 => o.requests = Some(3),
+                10 => o.cpus = Some(vec![]),
+                _ => (o.connect_per_request, o.depth) = (true, 2),
+            }
+            cases.push(o.validate().unwrap_err());
+        }
+        for e in cases {
+            let m = e.to_string();
+            assert!(!m.contains("--") && !m.contains('\n'), "{m}");
+            assert!(keys.get(e.field()).is_some(), "{e:?} → {}", e.field());
+        }
+    }
+
+    #[test]
+    fn arrival_parses_from_its_json_word() {
+        for a in [Arrival::Uniform, Arrival::Poisson] {
+            let word = serde_json::to_value(a).unwrap();
+            assert_eq!(word.as_str().unwrap().parse::<Arrival>(), Ok(a));
+        }
+        assert_eq!("Poisson".parse::<Arrival>(), Ok(Arrival::Poisson));
+        let e = "gamma".parse::<Arrival>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown arrival process \"gamma\": expected uniform or poisson"
+        );
     }
 
     #[test]

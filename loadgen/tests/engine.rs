@@ -327,3 +327,34 @@ fn a_close_that_arrives_with_the_last_echo_is_noticed_before_the_next_send() {
     assert!(r.errors.other > 0, "the closes are counted: {:?}", r.errors);
     assert_eq!(r.errors.timeout, 0, "{:?}", r.errors);
 }
+
+#[test]
+fn an_unreachable_rate_runs_at_the_generators_ceiling_ends_on_time_and_says_so() {
+    // -R 5e7 on one connection used to complete a handful of requests, grow by hundreds of MB a
+    // second and overrun its deadline (one entry queued per arrival, every due arrival handled
+    // before the next poll). Now the owed requests are a count, the loop still does its I/O,
+    // and the report says the rate was out of reach.
+    let srv = TestServer::start(Behavior::Echo);
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.rate = Some(1e9);
+    o.warmup = Duration::ZERO;
+    let t = Instant::now();
+    let r = run_within(o, Duration::from_secs(30));
+    assert!(!r.interrupted, "did not end by itself");
+    assert!(
+        t.elapsed() < Duration::from_secs(6),
+        "1 s run: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.duration_s, 1.0);
+    assert!(r.requests > 0, "the connection was served");
+    assert!(r.saturated);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("below 95% of the target") && w.contains("never sent")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -8,19 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use loadgen::{Arrival, Options, SizeRange, Workload};
 
 use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
-
-/// `--arrival`: mirrors [`loadgen::Arrival`] until that type parses itself (`FromStr`).
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ArrivalArg {
-    /// Evenly spaced sends.
-    Uniform,
-    /// Exponential gaps (a Poisson process).
-    Poisson,
-}
 
 /// Flags of `iomodels load`, raw; [`LoadArgs::check`] names a rejected flag, and
 /// [`LoadArgs::workload`] builds the validated workload once the address is settled.
@@ -44,9 +35,9 @@ pub struct LoadArgs {
     /// Open loop: total requests per second; latency counts from each intended send time.
     #[arg(short = 'R', long)]
     pub rate: Option<f64>,
-    /// Open-loop arrival process [default: uniform].
-    #[arg(long, value_enum)]
-    pub arrival: Option<ArrivalArg>,
+    /// Open-loop arrival process: uniform or poisson [default: uniform].
+    #[arg(long, value_parser = str::parse::<Arrival>)]
+    pub arrival: Option<Arrival>,
     /// Measured duration, after warm-up (10s, 500ms, 2m) [default: 10s].
     #[arg(short = 't', long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -190,10 +181,7 @@ impl LoadArgs {
         o.depth = a.depth;
         o.rate = a.rate;
         if let Some(arr) = a.arrival {
-            o.arrival = match arr {
-                ArrivalArg::Uniform => Arrival::Uniform,
-                ArrivalArg::Poisson => Arrival::Poisson,
-            };
+            o.arrival = arr;
         }
         if a.requests.is_some() {
             o.duration = None;
@@ -213,7 +201,10 @@ impl LoadArgs {
         if let Some(s) = a.seed {
             o.seed = s;
         }
-        Ok(o.validate()?)
+        // `check` names the flag of every value it rejects; should the library still refuse
+        // one, say which flag set it (the library knows only the field).
+        o.validate()
+            .map_err(|e| anyhow!("--{}: {e}", e.field().replace('_', "-")))
     }
 }
 

@@ -6,13 +6,13 @@
 //! the caller last did. The worker's run totals are deliberately not here: they are the
 //! worker's, and a count here is only the live view.
 
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::msg::{Msg, Tx};
+use super::new_hist;
 use super::schedule::{SECOND, grid};
-use super::{Msg, new_hist};
 
 pub(super) struct Intervals {
     warm_end: Instant,
@@ -25,32 +25,33 @@ pub(super) struct Intervals {
     index: i64,
     /// Its end.
     next_boundary: Instant,
-    tx: mpsc::Sender<(usize, Msg)>,
+    tx: Tx,
     id: usize,
 }
 
 impl Intervals {
-    /// Intervals of worker `id` on the grid anchored at `warm_end`, starting with the first
-    /// warm-up interval.
-    pub(super) fn new(
-        warm_end: Instant,
-        warmup: Duration,
-        open: bool,
-        tx: mpsc::Sender<(usize, Msg)>,
-        id: usize,
-    ) -> Self {
-        let index = -(warmup.as_nanos().div_ceil(SECOND.as_nanos()) as i64);
+    /// Intervals of worker `id`, their histograms allocated; [`Intervals::start`] anchors them on
+    /// the grid once the timeline is known (allocation belongs before the timeline's start).
+    pub(super) fn new(open: bool, tx: Tx, id: usize) -> Self {
+        let now = Instant::now();
         Self {
-            warm_end,
+            warm_end: now,
             open,
             corrected: new_hist(),
             uncorrected: new_hist(),
             errors: 0,
-            index,
-            next_boundary: grid(warm_end, index + 1),
+            index: 0,
+            next_boundary: now,
             tx,
             id,
         }
+    }
+
+    /// Anchor the intervals on the grid of `warm_end`, starting with the first warm-up interval.
+    pub(super) fn start(&mut self, warm_end: Instant, warmup: Duration) {
+        self.warm_end = warm_end;
+        self.index = -(warmup.as_nanos().div_ceil(SECOND.as_nanos()) as i64);
+        self.next_boundary = grid(warm_end, self.index + 1);
     }
 
     /// When the current interval ends: the worker wakes for it.
@@ -112,7 +113,7 @@ mod tests {
     use super::*;
 
     /// (index, completions, errors) of every interval handed over.
-    fn received(rx: &mpsc::Receiver<(usize, Msg)>) -> Vec<(i64, u64, u64)> {
+    fn received(rx: &std::sync::mpsc::Receiver<(usize, Msg)>) -> Vec<(i64, u64, u64)> {
         rx.try_iter()
             .filter_map(|(_, m)| match m {
                 Msg::Interval {
@@ -128,10 +129,11 @@ mod tests {
 
     #[test]
     fn counts_land_in_the_interval_that_contains_them() {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let warm_end = Instant::now();
         let ms = |m: u64| warm_end + Duration::from_millis(m);
-        let mut iv = Intervals::new(warm_end, Duration::from_millis(500), false, tx, 0);
+        let mut iv = Intervals::new(false, tx, 0);
+        iv.start(warm_end, Duration::from_millis(500));
         // Nothing rolled since the start: each count must close what ended before it.
         iv.error(ms(1)); // just after warm-up: interval 0, in the live count
         iv.record(ms(999), 1_000, None);

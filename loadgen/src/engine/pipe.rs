@@ -44,6 +44,15 @@ pub(super) struct Req {
 }
 
 impl Pipe {
+    /// An empty FIFO with room for `bytes` bytes of `requests` requests.
+    pub(super) fn with_capacity(bytes: usize, requests: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+            reqs: VecDeque::with_capacity(requests),
+            ..Self::default()
+        }
+    }
+
     /// Append a request of `len` bytes and return where its payload goes; the caller fills it
     /// (before any timestamp: payloads are generated before a request's clock starts).
     pub(super) fn push(

@@ -47,9 +47,11 @@ impl Recorder {
         // Nobody receives: a closed interval is handed over and dropped, as cheaply as a
         // worker's hand-over to a live coordinator.
         let (tx, _) = mpsc::channel();
+        let mut live = Intervals::new(false, tx, 0);
+        live.start(start, Duration::ZERO);
         Self {
             total: new_hist(),
-            live: Intervals::new(start, Duration::ZERO, false, tx, 0),
+            live,
         }
     }
 
