@@ -16,6 +16,7 @@ mod sys;
 mod affinity;
 mod config;
 mod conn;
+mod ctx;
 mod listen;
 mod models;
 mod server;
@@ -25,7 +26,8 @@ mod wake;
 
 pub use affinity::{PinError, pin_process};
 pub use config::{AcceptMode, Config, ConfigError};
-pub use models::{Model, Unsupported};
-pub use server::{Server, StartError};
+pub use ctx::{StartError, Unsupported};
+pub use models::Model;
+pub use server::Server;
 pub use stats::ServerStats;
 pub use stop::Stop;

@@ -13,8 +13,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
+use crate::ctx::Ctx;
 use crate::listen::{Incoming, Pacer, prepare_nonblocking};
-use crate::server::Ctx;
 use crate::sys::timeout_ms;
 
 const LISTENER: u64 = u64::MAX - 1;

@@ -12,8 +12,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::conn::{Conn, drive_keyed};
+use crate::ctx::Ctx;
 use crate::listen::{Incoming, Pacer, prepare_nonblocking};
-use crate::server::Ctx;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 /// mio's Windows backend (IOCP with AFD polls) re-arms a socket only after an operation returned

@@ -29,8 +29,8 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AcceptMode, Config, ConfigError};
+use crate::ctx::{Ctx, Unsupported, spawn};
 use crate::listen::Incoming;
-use crate::server::{Ctx, spawn};
 
 mod blocking;
 #[cfg_attr(not(unix), allow(dead_code))]
@@ -72,7 +72,7 @@ macro_rules! unsupported {
 
         pub(crate) fn run(
             _incoming: crate::listen::Incoming,
-            _ctx: &crate::server::Ctx,
+            _ctx: &crate::ctx::Ctx,
         ) -> std::io::Result<()> {
             Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
@@ -104,16 +104,6 @@ pub enum Model {
     Tokio,
     /// tokio, multi-thread runtime.
     TokioMt,
-}
-
-/// Why a model does not run here.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("model {model} is not available here: {reason}")]
-pub struct Unsupported {
-    /// The model's name.
-    pub model: &'static str,
-    /// The reason, e.g. "epoll is Linux only".
-    pub reason: String,
 }
 
 impl Model {

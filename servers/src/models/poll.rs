@@ -6,8 +6,8 @@
 use std::io;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::listen::Incoming;
-use crate::server::Ctx;
 use crate::sys::{RawSock, timeout_ms};
 
 use super::level::{self, Backend};

@@ -14,8 +14,8 @@ use polling::{Event, Events, Poller};
 use slab::Slab;
 
 use crate::conn::{Conn, Status};
+use crate::ctx::Ctx;
 use crate::listen::{AcceptState, Incoming, Pacer, prepare_nonblocking};
-use crate::server::Ctx;
 
 const LISTENER: usize = usize::MAX - 1;
 

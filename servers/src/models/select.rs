@@ -9,8 +9,8 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::listen::Incoming;
-use crate::server::Ctx;
 use crate::sys::RawSock;
 
 use super::level::{self, Backend};
