@@ -27,7 +27,7 @@ mod wake;
 pub use affinity::{PinError, pin_process};
 pub use config::{AcceptMode, Config, ConfigError};
 pub use ctx::{StartError, Unsupported};
-pub use models::Model;
+pub use models::{Model, Proto};
 pub use server::Server;
 pub use stats::ServerStats;
 pub use stop::Stop;
