@@ -8,6 +8,7 @@
 //! the `iomodels` binary does that.
 //!
 //! What every model guarantees is written once, in [`models`](crate::models)'s module docs.
+#![deny(unsafe_code)] // allowed per module, only at the FFI edge: sys/, epoll, select, poll, affinity/windows
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 

@@ -5,6 +5,7 @@
 //! block, so a connection costs one `epoll_ctl` in its lifetime (plus the implicit removal on
 //! close). Wake-ups come through an `eventfd`. Connections that spent their read budget go on a
 //! ready list and are driven again next turn without waiting (an edge will not come again).
+#![allow(unsafe_code)] // raw epoll/eventfd calls: the FFI edge, each with its SAFETY line
 
 use std::io;
 use std::net::TcpStream;
@@ -33,7 +34,8 @@ struct Epoll {
 
 impl Epoll {
     fn new() -> io::Result<Self> {
-        let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: epoll_create1 takes a flag word and touches no memory of ours.
+        let fd = syscall!(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: epoll_create1 just returned this descriptor and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self { fd })
@@ -41,25 +43,22 @@ impl Epoll {
 
     fn add(&self, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: token };
-        // Both descriptors are open; `ev` is a valid epoll_event that the kernel copies.
-        syscall!(epoll_ctl(
-            self.fd.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            fd,
-            &mut ev
-        ))
-        .map(drop)
+        // SAFETY: both descriptors are open; `ev` is a valid epoll_event that the kernel copies.
+        syscall!(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
+            .map(drop)
     }
 
     fn wait(&self, events: &mut Vec<libc::epoll_event>, timeout: i32) -> io::Result<()> {
         events.clear();
-        // `events` has capacity for EVENTS entries and the kernel writes at most that many.
-        match syscall!(epoll_wait(
-            self.fd.as_raw_fd(),
-            events.as_mut_ptr(),
-            EVENTS as i32,
-            timeout
-        )) {
+        // SAFETY: `events` has capacity for EVENTS entries and the kernel writes at most that many.
+        match syscall!(unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                EVENTS as i32,
+                timeout,
+            )
+        }) {
             Ok(n) => {
                 // SAFETY: the kernel initialised the first `n` entries (n <= capacity).
                 unsafe { events.set_len(n as usize) };
@@ -75,7 +74,8 @@ struct EventFd(OwnedFd);
 
 impl EventFd {
     fn new() -> io::Result<Self> {
-        let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+        // SAFETY: eventfd takes two plain values and touches no memory of ours.
+        let fd = syscall!(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: eventfd just returned this descriptor and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self(fd))
@@ -85,15 +85,15 @@ impl EventFd {
         let fd = self.0.try_clone()?;
         Ok(move || {
             let one = 1u64.to_ne_bytes();
-            // `fd` is an open eventfd owned by this closure and `one` is 8 readable bytes.
-            let _ = syscall!(write(fd.as_raw_fd(), one.as_ptr().cast(), 8));
+            // SAFETY: `fd` is an open eventfd owned by this closure and `one` is 8 readable bytes.
+            let _ = syscall!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) });
         })
     }
 
     fn drain(&self) {
         let mut buf = [0u8; 8];
-        // `buf` is 8 writable bytes; a nonblocking eventfd read resets the counter.
-        let _ = syscall!(read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8));
+        // SAFETY: `buf` is 8 writable bytes; a nonblocking eventfd read resets the counter.
+        let _ = syscall!(unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), 8) });
     }
 }
 

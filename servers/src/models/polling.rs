@@ -4,6 +4,7 @@
 //! which costs one more `epoll_ctl` per wake-up than the edge-triggered models. That cost is the
 //! point of having this model beside `mio`. Sockets are deleted from the poller before they are
 //! closed, as the crate requires.
+#![allow(unsafe_code)] // Poller::add is unsafe: the socket must be deleted before it is dropped
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
