@@ -39,6 +39,7 @@ use crate::ctx::{Ctx, Unsupported, spawn};
 use crate::listen::Incoming;
 
 mod blocking;
+mod edge;
 #[cfg_attr(not(unix), allow(dead_code))]
 mod level;
 mod mio;
