@@ -2,13 +2,16 @@
 //! small API.
 //!
 //! The surface is deliberately small: a [`Model`] registry that knows each model's name,
-//! description and whether it runs here; a validated [`Config`]; [`Server::start`], which binds,
-//! starts the model's loops and returns once every loop is ready to accept; a [`Stop`] handle; and
-//! plain [`ServerStats`] at the end. This crate never prints, never exits and never parses flags:
-//! the `iomodels` binary does that.
+//! description, whether it runs here and which protocols it serves ([`Proto`]); a validated
+//! [`Config`]; [`Server::start`], which binds, starts the model's loops and returns once every
+//! loop is ready to accept; a [`Stop`] handle; and plain [`ServerStats`] at the end. This crate
+//! never prints, never exits and never parses flags: the `iomodels` binary does that.
 //!
-//! What every model guarantees is written once, in [`models`](crate::models)'s module docs.
-#![deny(unsafe_code)] // allowed per module, only at the FFI edge: sys/, epoll, select, poll, affinity/windows
+//! What every model guarantees is written once, in the (private) `models` module's docs
+//! (`servers/src/models/mod.rs`).
+// `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll}.rs,
+// models/polling/registered.rs and affinity/windows.rs, each block with its SAFETY line.
+#![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 

@@ -368,17 +368,16 @@ pub(crate) fn launch(
     Ok(())
 }
 
-/// The first value that occurs twice in `items`, wherever the two stand.
-#[cfg(test)]
-fn first_duplicate<T: Ord + Copy>(items: &[T]) -> Option<T> {
-    let mut sorted = items.to_vec();
-    sorted.sort();
-    sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first value that occurs twice in `items`, wherever the two stand.
+    fn first_duplicate<T: Ord + Copy>(items: &[T]) -> Option<T> {
+        let mut sorted = items.to_vec();
+        sorted.sort();
+        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    }
 
     #[test]
     fn names_round_trip_and_are_unique() {
