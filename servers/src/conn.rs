@@ -163,30 +163,6 @@ impl<S: Socket> Conn<S> {
     }
 }
 
-/// Drives connection `key` of an edge-triggered loop: a connection that spent its budget goes
-/// on `yielded` (no new edge will come for it), a finished one is removed and counted closed.
-/// `peer_closed`: the event that woke it reported the peer's FIN or an error.
-pub(crate) fn drive_keyed<S: Socket>(
-    conns: &mut slab::Slab<Conn<S>>,
-    key: usize,
-    peer_closed: bool,
-    yielded: &mut Vec<usize>,
-    shared: &Shared,
-    counters: &LoopCounters,
-) -> Option<Status> {
-    let conn = conns.get_mut(key)?;
-    if peer_closed {
-        conn.peer_closed();
-    }
-    let status = conn.drive(counters);
-    match status {
-        Status::WantRead | Status::WantWrite => {}
-        Status::Yield => yielded.push(key),
-        Status::Done => conns.remove(key).close(counters, shared),
-    }
-    Some(status)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

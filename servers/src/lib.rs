@@ -2,12 +2,16 @@
 //! small API.
 //!
 //! The surface is deliberately small: a [`Model`] registry that knows each model's name,
-//! description and whether it runs here; a validated [`Config`]; [`Server::start`], which binds,
-//! starts the model's loops and returns once every loop is ready to accept; a [`Stop`] handle; and
-//! plain [`ServerStats`] at the end. This crate never prints, never exits and never parses flags:
-//! the `iomodels` binary does that.
+//! description, whether it runs here and which protocols it serves ([`Proto`]); a validated
+//! [`Config`]; [`Server::start`], which binds, starts the model's loops and returns once every
+//! loop is ready to accept; a [`Stop`] handle; and plain [`ServerStats`] at the end. This crate
+//! never prints, never exits and never parses flags: the `iomodels` binary does that.
 //!
-//! What every model guarantees is written once, in [`models`](crate::models)'s module docs.
+//! What every model guarantees is written once, in the (private) `models` module's docs
+//! (`servers/src/models/mod.rs`).
+// `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll}.rs,
+// models/polling/registered.rs and affinity/windows.rs, each block with its SAFETY line.
+#![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
@@ -16,6 +20,7 @@ mod sys;
 mod affinity;
 mod config;
 mod conn;
+mod ctx;
 mod listen;
 mod models;
 mod server;
@@ -25,7 +30,8 @@ mod wake;
 
 pub use affinity::{PinError, pin_process};
 pub use config::{AcceptMode, Config, ConfigError};
-pub use models::{Model, Unsupported};
-pub use server::{Server, StartError};
+pub use ctx::{StartError, Unsupported};
+pub use models::{Model, Proto};
+pub use server::Server;
 pub use stats::ServerStats;
 pub use stop::Stop;

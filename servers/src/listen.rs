@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{AcceptMode, Config};
-use crate::server::{Ctx, StartError};
+use crate::ctx::{Ctx, StartError};
 use crate::stats::Shared;
 use crate::stop::Stop;
 use crate::sys;

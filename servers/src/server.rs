@@ -11,67 +11,15 @@ use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::ctx::{Ctx, StartError};
 use crate::listen::{self, Incoming, Slot};
-use crate::models::{self, Model, Unsupported};
-use crate::stats::{ServerStats, Shared};
+use crate::models::{self, Model};
+use crate::stats::ServerStats;
 use crate::stop::Stop;
 
 /// How long [`Server::start`] waits for every loop to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Why a server could not start. Every variant but [`StartError::Io`] is something the user can
-/// fix with a different flag.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The model does not run here.
-    #[error(transparent)]
-    Unavailable(#[from] Unsupported),
-    /// A setting cannot work.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Another socket holds the port.
-    #[error(
-        "{0} is already in use: stop the other server or pick another port (--listen 127.0.0.1:0 picks a free one)"
-    )]
-    AddrInUse(SocketAddr),
-    /// The address cannot be bound here (not local, no permission).
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// What the OS said.
-        source: io::Error,
-    },
-    /// Anything else the OS refused while setting up.
-    #[error("server setup failed: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl StartError {
-    pub(crate) fn bind(addr: SocketAddr, source: io::Error) -> Self {
-        if source.kind() == io::ErrorKind::AddrInUse {
-            Self::AddrInUse(addr)
-        } else {
-            Self::Bind { addr, source }
-        }
-    }
-}
-
-/// What every thread of one server shares.
-pub(crate) struct Ctx {
-    pub(crate) config: Config,
-    pub(crate) stop: Stop,
-    pub(crate) shared: Arc<Shared>,
-    ready: mpsc::Sender<io::Result<()>>,
-}
-
-impl Ctx {
-    /// A loop calls this once it is set up and will accept (or receive) connections.
-    pub(crate) fn ready(&self) {
-        let _ = self.ready.send(Ok(()));
-    }
-}
 
 /// A running server.
 pub struct Server {
@@ -90,13 +38,7 @@ impl Server {
         model.check_config(config)?;
         let bound = listen::bind(addr, config)?;
         let (ready_tx, ready_rx) = mpsc::channel();
-        let shared = Arc::new(Shared::default());
-        let ctx = Arc::new(Ctx {
-            config: config.clone(),
-            stop: Stop::new(),
-            shared,
-            ready: ready_tx,
-        });
+        let ctx = Arc::new(Ctx::new(config.clone(), ready_tx));
 
         // One `Incoming` per loop: its own listener, or a hand-off slot fed by the acceptor.
         let loops = model.loops(config);
@@ -224,23 +166,4 @@ impl Drop for Server {
             self.shutdown();
         }
     }
-}
-
-/// Spawns one server thread running `body`; a failure stops the whole server and, if it comes
-/// before the thread reported ready, fails [`Server::start`].
-pub(crate) fn spawn(
-    name: String,
-    ctx: &Arc<Ctx>,
-    body: impl FnOnce(&Ctx) -> io::Result<()> + Send + 'static,
-) -> io::Result<JoinHandle<io::Result<()>>> {
-    let ctx = ctx.clone();
-    thread::Builder::new().name(name).spawn(move || {
-        let result = body(&ctx);
-        if let Err(e) = &result {
-            // Unblocks start() if setup failed; harmless after ready.
-            let _ = ctx.ready.send(Err(io::Error::new(e.kind(), e.to_string())));
-            ctx.stop.stop();
-        }
-        result
-    })
 }

@@ -1,6 +1,7 @@
 //! Windows: the process affinity mask (`GetProcessAffinityMask`/`SetProcessAffinityMask`),
 //! which applies to every thread of the process, existing or not. Not processor groups: only
 //! the first 64 CPUs can be named, which is what a `usize` mask holds.
+#![allow(unsafe_code)] // the two Win32 affinity calls: the FFI edge, each with its SAFETY line
 
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetProcessAffinityMask, SetProcessAffinityMask,

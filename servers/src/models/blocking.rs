@@ -14,8 +14,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::listen::{Incoming, blocking_accept_error, wake_blocking_accept};
-use crate::server::Ctx;
 use crate::stats::{LoopCounters, Shared};
 
 const CLIENT_STACK: usize = 64 * 1024;

@@ -10,8 +10,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::conn::{Conn, Status};
+use crate::ctx::Ctx;
 use crate::listen::{Incoming, Pacer, prepare_nonblocking};
-use crate::server::Ctx;
 use crate::sys::{RawSock, raw};
 use crate::wake::WakeSocket;
 

@@ -19,6 +19,12 @@
 //! IOCP) share buffer-ownership rules instead, and plug in here the same way: a `run` per loop
 //! (or per server), an availability check, and the same [`Ctx`].
 //!
+//! # The registry
+//! One table, [`REGISTRY`], one row per model: name, description, availability, how it runs
+//! and which protocols it serves. A new model is a variant of [`Model`] and a row, nothing
+//! else; every question about a model (`name`, `availability`, how many loops, how to launch
+//! it) reads its row.
+//!
 //! Platform code is chosen on `mod` lines: a model that cannot exist on a platform is replaced
 //! there by a module whose `availability()` says why and whose `run` is never called.
 
@@ -29,10 +35,11 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AcceptMode, Config, ConfigError};
+use crate::ctx::{Ctx, Unsupported, spawn};
 use crate::listen::Incoming;
-use crate::server::{Ctx, spawn};
 
 mod blocking;
+mod edge;
 #[cfg_attr(not(unix), allow(dead_code))]
 mod level;
 mod mio;
@@ -72,7 +79,7 @@ macro_rules! unsupported {
 
         pub(crate) fn run(
             _incoming: crate::listen::Incoming,
-            _ctx: &crate::server::Ctx,
+            _ctx: &crate::ctx::Ctx,
         ) -> std::io::Result<()> {
             Err(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
@@ -106,57 +113,176 @@ pub enum Model {
     TokioMt,
 }
 
-/// Why a model does not run here.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("model {model} is not available here: {reason}")]
-pub struct Unsupported {
-    /// The model's name.
-    pub model: &'static str,
-    /// The reason, e.g. "epoll is Linux only".
-    pub reason: String,
+/// A transport a model serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Proto {
+    /// TCP echo (RFC 862, TCP part): a byte stream per connection.
+    Tcp,
 }
+
+impl Proto {
+    /// The name used on the command line (`--proto`) and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// One loop's body: serves the connections of its `Incoming` until stop.
+type LoopFn = fn(Incoming, &Ctx) -> io::Result<()>;
+/// A whole server's body on one thread: takes every `Incoming` and runs until stop.
+type ServerFn = fn(Vec<Incoming>, &Ctx) -> io::Result<()>;
+
+/// How a model is started, and what `--threads` means to it.
+enum Run {
+    /// `--threads` event loops, one thread and one `Incoming` each.
+    PerLoop(LoopFn),
+    /// `--threads` runtime workers inside one server thread (named `thread`) that owns every
+    /// `Incoming`: one listener per worker with `SO_REUSEPORT`, one in all with the hand-off.
+    Workers { thread: &'static str, run: ServerFn },
+    /// One thread (named `thread`) that starts a thread per client: `--threads` must be 1.
+    PerClient { thread: &'static str, run: ServerFn },
+}
+
+/// One row of the registry.
+struct Entry {
+    model: Model,
+    name: &'static str,
+    description: &'static str,
+    availability: fn() -> Result<(), String>,
+    protocols: &'static [Proto],
+    run: Run,
+}
+
+/// For models that run wherever this crate builds.
+fn everywhere() -> Result<(), String> {
+    Ok(())
+}
+
+/// What every model serves today; UDP models will list `Proto::Udp` here too.
+const TCP: &[Proto] = &[Proto::Tcp];
+
+/// Every model, in [`Model`]'s order (checked when this compiles), which is display order.
+const REGISTRY: &[Entry] = &[
+    Entry {
+        model: Model::Blocking,
+        name: "blocking",
+        description: "one OS thread per client, blocking std::net read/write",
+        availability: everywhere,
+        protocols: TCP,
+        run: Run::PerClient {
+            thread: "blocking-accept",
+            run: blocking::run,
+        },
+    },
+    Entry {
+        model: Model::Select,
+        name: "select",
+        description: "select(2), level-triggered; refuses descriptors >= FD_SETSIZE (1024) per connection",
+        availability: select::availability,
+        protocols: TCP,
+        run: Run::PerLoop(select::run),
+    },
+    Entry {
+        model: Model::Poll,
+        name: "poll",
+        description: "poll(2), level-triggered, pollfd array rebuilt each turn",
+        availability: poll::availability,
+        protocols: TCP,
+        run: Run::PerLoop(poll::run),
+    },
+    Entry {
+        model: Model::Epoll,
+        name: "epoll",
+        description: "raw epoll, edge-triggered, one epoll_ctl per connection lifetime",
+        availability: epoll::availability,
+        protocols: TCP,
+        run: Run::PerLoop(epoll::run),
+    },
+    Entry {
+        model: Model::Mio,
+        name: "mio",
+        description: "mio crate (epoll/kqueue/IOCP-AFD), edge-triggered",
+        availability: everywhere,
+        protocols: TCP,
+        run: Run::PerLoop(mio::run),
+    },
+    Entry {
+        model: Model::Polling,
+        name: "polling",
+        description: "polling crate (smol's reactor), oneshot: re-armed after every event",
+        availability: everywhere,
+        protocols: TCP,
+        run: Run::PerLoop(polling::run),
+    },
+    Entry {
+        model: Model::Tokio,
+        name: "tokio",
+        description: "tokio current-thread runtime, one task per connection",
+        availability: everywhere,
+        protocols: TCP,
+        run: Run::PerLoop(tokio::run_current_thread),
+    },
+    Entry {
+        model: Model::TokioMt,
+        name: "tokio-mt",
+        description: "tokio multi-thread runtime (--threads workers), work-stealing",
+        availability: everywhere,
+        protocols: TCP,
+        run: Run::Workers {
+            thread: "tokio-mt",
+            run: tokio::run_multi_thread,
+        },
+    },
+];
+
+// Row i describes the model whose discriminant is i, so `Model::entry` can index.
+const _: () = {
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        assert!(
+            REGISTRY[i].model as usize == i,
+            "REGISTRY rows must follow Model's order"
+        );
+        i += 1;
+    }
+};
+
+/// Every model of the registry, in its order.
+const ALL: [Model; REGISTRY.len()] = {
+    let mut all = [Model::Blocking; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        all[i] = REGISTRY[i].model;
+        i += 1;
+    }
+    all
+};
 
 impl Model {
     /// Every model this build knows, available here or not, in display order.
-    pub const ALL: &'static [Model] = &[
-        Model::Blocking,
-        Model::Select,
-        Model::Poll,
-        Model::Epoll,
-        Model::Mio,
-        Model::Polling,
-        Model::Tokio,
-        Model::TokioMt,
-    ];
+    pub const ALL: &'static [Model] = &ALL;
+
+    fn entry(self) -> &'static Entry {
+        &REGISTRY[self as usize]
+    }
 
     /// The registry name (used on the command line and in results).
     pub fn name(self) -> &'static str {
-        match self {
-            Model::Blocking => "blocking",
-            Model::Select => "select",
-            Model::Poll => "poll",
-            Model::Epoll => "epoll",
-            Model::Mio => "mio",
-            Model::Polling => "polling",
-            Model::Tokio => "tokio",
-            Model::TokioMt => "tokio-mt",
-        }
+        self.entry().name
     }
 
     /// One line on what it is.
     pub fn description(self) -> &'static str {
-        match self {
-            Model::Blocking => "one OS thread per client, blocking std::net read/write",
-            Model::Select => {
-                "select(2), level-triggered; refuses descriptors >= FD_SETSIZE (1024) per connection"
-            }
-            Model::Poll => "poll(2), level-triggered, pollfd array rebuilt each turn",
-            Model::Epoll => "raw epoll, edge-triggered, one epoll_ctl per connection lifetime",
-            Model::Mio => "mio crate (epoll/kqueue/IOCP-AFD), edge-triggered",
-            Model::Polling => "polling crate (smol's reactor), oneshot: re-armed after every event",
-            Model::Tokio => "tokio current-thread runtime, one task per connection",
-            Model::TokioMt => "tokio multi-thread runtime (--threads workers), work-stealing",
-        }
+        self.entry().description
+    }
+
+    /// The transports it serves (today TCP for every model).
+    pub fn protocols(self) -> &'static [Proto] {
+        self.entry().protocols
     }
 
     /// Looks a model up by its registry name.
@@ -174,13 +300,7 @@ impl Model {
 
     /// Whether the model runs here, and if not, why.
     pub fn availability(self) -> Result<(), Unsupported> {
-        let result = match self {
-            Model::Blocking | Model::Mio | Model::Polling | Model::Tokio | Model::TokioMt => Ok(()),
-            Model::Select => select::availability(),
-            Model::Poll => poll::availability(),
-            Model::Epoll => epoll::availability(),
-        };
-        result.map_err(|reason| Unsupported {
+        (self.entry().availability)().map_err(|reason| Unsupported {
             model: self.name(),
             reason,
         })
@@ -188,7 +308,7 @@ impl Model {
 
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
-        if self == Model::Blocking && config.threads != 1 {
+        if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
         Ok(())
@@ -197,10 +317,11 @@ impl Model {
     /// How many `Incoming`s the model takes: one per event loop; `tokio-mt` shares listeners
     /// among its workers and `blocking` has only its accept thread.
     pub(crate) fn loops(self, config: &Config) -> usize {
-        match self {
-            Model::Blocking => 1,
-            Model::TokioMt if config.accept == AcceptMode::Handoff => 1,
-            _ => config.threads,
+        match self.entry().run {
+            Run::PerLoop(_) => config.threads,
+            Run::Workers { .. } if config.accept == AcceptMode::Handoff => 1,
+            Run::Workers { .. } => config.threads,
+            Run::PerClient { .. } => 1,
         }
     }
 }
@@ -232,30 +353,17 @@ pub(crate) fn launch(
     ctx: &Arc<Ctx>,
     threads: &mut Vec<JoinHandle<io::Result<()>>>,
 ) -> io::Result<()> {
-    let per_loop: fn(Incoming, &Ctx) -> io::Result<()> = match model {
-        Model::Blocking => {
-            threads.push(spawn("blocking-accept".into(), ctx, move |ctx| {
-                blocking::run(incoming, ctx)
-            })?);
-            return Ok(());
+    match model.entry().run {
+        Run::PerLoop(per_loop) => {
+            for (i, incoming) in incoming.into_iter().enumerate() {
+                threads.push(spawn(format!("{}-{i}", model.name()), ctx, move |ctx| {
+                    per_loop(incoming, ctx)
+                })?);
+            }
         }
-        Model::TokioMt => {
-            threads.push(spawn("tokio-mt".into(), ctx, move |ctx| {
-                tokio::run_multi_thread(incoming, ctx)
-            })?);
-            return Ok(());
+        Run::Workers { thread, run } | Run::PerClient { thread, run } => {
+            threads.push(spawn(thread.into(), ctx, move |ctx| run(incoming, ctx))?);
         }
-        Model::Select => select::run,
-        Model::Poll => poll::run,
-        Model::Epoll => epoll::run,
-        Model::Mio => mio::run,
-        Model::Polling => polling::run,
-        Model::Tokio => tokio::run_current_thread,
-    };
-    for (i, incoming) in incoming.into_iter().enumerate() {
-        threads.push(spawn(format!("{}-{i}", model.name()), ctx, move |ctx| {
-            per_loop(incoming, ctx)
-        })?);
     }
     Ok(())
 }
@@ -264,20 +372,72 @@ pub(crate) fn launch(
 mod tests {
     use super::*;
 
+    /// The first value that occurs twice in `items`, wherever the two stand.
+    fn first_duplicate<T: Ord + Copy>(items: &[T]) -> Option<T> {
+        let mut sorted = items.to_vec();
+        sorted.sort();
+        sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+    }
+
     #[test]
     fn names_round_trip_and_are_unique() {
         for &m in Model::ALL {
             assert_eq!(Model::from_name(m.name()), Some(m));
             assert_eq!(m.name().parse::<Model>(), Ok(m));
         }
-        let mut names: Vec<_> = Model::ALL.iter().map(|m| m.name()).collect();
-        names.dedup();
-        assert_eq!(names.len(), Model::ALL.len());
+        let names: Vec<_> = Model::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(first_duplicate(&names), None, "two models share a name");
         assert!(
             "nope"
                 .parse::<Model>()
                 .unwrap_err()
                 .contains("unknown model 'nope'")
         );
+    }
+
+    #[test]
+    fn a_duplicate_is_found_wherever_it_stands() {
+        // `dedup` alone would miss the first case: the two "a"s are not adjacent.
+        assert_eq!(first_duplicate(&["a", "b", "a"]), Some("a"));
+        assert_eq!(first_duplicate(&["a", "a", "b"]), Some("a"));
+        assert_eq!(first_duplicate(&["c", "b", "a"]), None);
+    }
+
+    #[test]
+    fn every_row_is_complete() {
+        assert_eq!(Model::ALL.len(), REGISTRY.len());
+        for &m in Model::ALL {
+            assert_eq!(m.entry().model, m);
+            assert!(!m.description().is_empty(), "{m}: no description");
+            assert!(
+                m.protocols().contains(&Proto::Tcp),
+                "{m}: every model serves TCP"
+            );
+            assert_eq!(
+                first_duplicate(m.protocols()),
+                None,
+                "{m}: a protocol listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn threads_mean_what_the_row_says() {
+        let config = |threads, accept| Config {
+            threads,
+            accept,
+            ..Config::default()
+        };
+        let four = config(4, AcceptMode::Handoff);
+        assert_eq!(Model::Epoll.loops(&four), 4);
+        assert_eq!(
+            Model::TokioMt.loops(&four),
+            1,
+            "one listener shared by the workers"
+        );
+        assert_eq!(Model::TokioMt.loops(&config(4, AcceptMode::ReusePort)), 4);
+        assert_eq!(Model::Blocking.loops(&config(1, AcceptMode::Handoff)), 1);
+        assert!(Model::Blocking.check_config(&four).is_err());
+        assert!(Model::Epoll.check_config(&four).is_ok());
     }
 }

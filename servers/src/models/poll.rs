@@ -2,12 +2,13 @@
 //!
 //! Unlike `select` it has no descriptor ceiling; like `select`, the kernel walks every entry on
 //! every call, so its cost grows with connections that are idle.
+#![allow(unsafe_code)] // the raw poll(2) call: the FFI edge, with its SAFETY line
 
 use std::io;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::listen::Incoming;
-use crate::server::Ctx;
 use crate::sys::{RawSock, timeout_ms};
 
 use super::level::{self, Backend};
@@ -46,8 +47,8 @@ impl Backend for Poll {
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let len = self.fds.len() as libc::nfds_t;
-        // `fds` is a live Vec of initialised pollfd entries and `len` is its length.
-        match syscall!(poll(self.fds.as_mut_ptr(), len, timeout_ms(timeout))) {
+        // SAFETY: `fds` is a live Vec of initialised pollfd entries and `len` is its length.
+        match syscall!(unsafe { libc::poll(self.fds.as_mut_ptr(), len, timeout_ms(timeout)) }) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.fds.iter_mut().for_each(|p| p.revents = 0);

@@ -1,139 +1,107 @@
-//! The `polling` crate, smol's reactor: epoll/kqueue/IOCP-AFD underneath, oneshot interest.
+//! The `polling` crate, smol's reactor: epoll/kqueue/IOCP-AFD underneath, oneshot interest; its
+//! calls, for `edge`'s loop.
 //!
 //! Oneshot is how smol uses it: after every event the socket must be re-armed with `modify`,
 //! which costs one more `epoll_ctl` per wake-up than the edge-triggered models. That cost is the
-//! point of having this model beside `mio`. Sockets are deleted from the poller before they are
-//! closed, as the crate requires.
+//! point of having this model beside `mio`. The crate requires a socket to be deleted from the
+//! poller before it is dropped; every registration here is a [`Registered`] guard that deletes
+//! on drop, so that holds on every exit path, errors included. The loop itself is `edge`'s.
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use polling::{Event, Events, Poller};
-use slab::Slab;
 
-use crate::conn::{Conn, Status};
-use crate::listen::{AcceptState, Incoming, Pacer, prepare_nonblocking};
-use crate::server::Ctx;
+use crate::conn::Status;
+use crate::ctx::Ctx;
+use crate::listen::Incoming;
+use crate::stats::Shared;
+
+use super::edge::{self, Backend, Ready};
+
+mod registered;
+use registered::Registered;
 
 const LISTENER: usize = usize::MAX - 1;
 
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let counters = ctx.shared.new_loop();
-    let poller = Arc::new(Poller::new()?);
-    let p = poller.clone();
-    ctx.stop.on_stop(move || {
-        let _ = p.notify();
-    });
-    let (listener, inbox): (Option<TcpListener>, _) = match incoming {
-        Incoming::Listener(l) => {
-            l.set_nonblocking(true)?;
-            // SAFETY: the listener is deleted from the poller before it is dropped (end of run).
-            unsafe { poller.add(&l, Event::readable(LISTENER))? };
-            (Some(l), None)
-        }
-        Incoming::Handoff(slot) => {
-            let p = poller.clone();
-            (
-                None,
-                Some(slot.install_inbox(move || {
-                    let _ = p.notify();
-                })),
-            )
-        }
-    };
-    let mut conns: Slab<Conn<TcpStream>> = Slab::new();
-    let mut yielded: Vec<usize> = Vec::new();
-    let mut events = Events::new();
-    let mut pacer = Pacer::new(listener.is_some());
-    ctx.ready();
+    let poller = std::sync::Arc::new(Poller::new()?);
+    edge::run(
+        Loop {
+            poller: &poller,
+            events: Events::new(),
+        },
+        incoming,
+        ctx,
+    )
+}
 
-    let adopt = |stream: TcpStream, conns: &mut Slab<Conn<TcpStream>>, yielded: &mut Vec<usize>| {
-        if !prepare_nonblocking(&stream, &ctx.shared) {
-            return;
-        }
-        let entry = conns.vacant_entry();
-        let key = entry.key();
-        // Registered with no interest: `drive` arms it with what it waits for.
-        // SAFETY: the stream is deleted from the poller before it is dropped (`drive` on `Done`, and the end of `run`).
-        if unsafe { poller.add(&stream, Event::none(key)) }.is_err() {
-            ctx.shared.accept_error();
-            return;
-        }
-        entry.insert(Conn::new(stream, ctx.config.buffer_size));
-        ctx.shared.opened();
-        yielded.push(key);
-    };
-    let drive = |conns: &mut Slab<Conn<TcpStream>>, key: usize, yielded: &mut Vec<usize>| {
-        let Some(conn) = conns.get_mut(key) else {
-            return;
-        };
-        let rearm = match conn.drive(&counters) {
-            Status::WantRead => Event::readable(key),
-            Status::WantWrite => Event::writable(key),
-            Status::Yield => {
-                yielded.push(key);
-                return;
-            }
-            Status::Done => {
-                let conn = conns.remove(key);
-                let _ = poller.delete(&conn.sock);
-                conn.close(&counters, &ctx.shared);
-                return;
-            }
-        };
-        if poller.modify(&conn.sock, rearm).is_err() {
-            let conn = conns.remove(key);
-            let _ = poller.delete(&conn.sock);
-            conn.close(&counters, &ctx.shared);
-        }
-    };
+/// One loop's poller (shared with its wakers) and its event buffer.
+struct Loop<'p> {
+    poller: &'p std::sync::Arc<Poller>,
+    events: Events,
+}
 
-    while !ctx.stop.is_stopped() {
-        if let Some(l) = &listener {
-            let state = pacer.accept_if_due(
-                &ctx.shared,
-                || l.accept().map(|(s, _)| s),
-                |s| adopt(s, &mut conns, &mut yielded),
-            );
-            // Oneshot: re-arm the listener once drained; while paused it stays disarmed.
-            if state == Some(AcceptState::Drained) {
-                poller.modify(l, Event::readable(LISTENER))?;
-            }
-        }
-        for key in std::mem::take(&mut yielded) {
-            drive(&mut conns, key, &mut yielded);
-        }
-        let timeout = if yielded.is_empty() {
-            pacer.timeout()
-        } else {
-            Some(Duration::ZERO)
-        };
-        events.clear();
-        match poller.wait(&mut events, timeout) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        // A notify() returns without an event: check the inbox every turn (cheap when empty).
-        for s in inbox.iter().flat_map(|i| i.take()) {
-            adopt(s, &mut conns, &mut yielded);
-        }
-        for ev in events.iter() {
-            if ev.key == LISTENER {
-                pacer.signalled();
-            } else {
-                drive(&mut conns, ev.key, &mut yielded);
-            }
+impl<'p> Backend for Loop<'p> {
+    type Listener = Registered<'p, TcpListener>;
+    type Stream = TcpStream;
+    type Sock = Registered<'p, TcpStream>;
+    /// `notify()` wakes the wait without an event.
+    const WAKE_IS_AN_EVENT: bool = false;
+
+    fn waker(&self) -> io::Result<impl Fn() + Send + Sync + 'static> {
+        let poller = self.poller.clone();
+        Ok(move || {
+            let _ = poller.notify();
+        })
+    }
+
+    fn listen(&self, listener: TcpListener) -> io::Result<Self::Listener> {
+        Registered::new(self.poller, listener, Event::readable(LISTENER))
+    }
+
+    fn accept(&self, listener: &Self::Listener, shared: &Shared) -> io::Result<Option<TcpStream>> {
+        edge::accept_std(listener, shared)
+    }
+
+    fn handed_off(&self, stream: TcpStream, shared: &Shared) -> Option<TcpStream> {
+        edge::std_stream(stream, shared)
+    }
+
+    fn register(&self, stream: TcpStream, key: usize) -> io::Result<Self::Sock> {
+        // Registered with no interest: `rearm` arms it with what the connection waits for.
+        Registered::new(self.poller, stream, Event::none(key))
+    }
+
+    /// Oneshot: the listener is re-armed once drained; while accepting is paused it stays
+    /// disarmed.
+    fn rearm_listener(&self, listener: &Self::Listener) -> io::Result<()> {
+        listener.modify(Event::readable(LISTENER))
+    }
+
+    fn rearm(&self, sock: &Self::Sock, key: usize, status: Status) -> io::Result<()> {
+        match status {
+            Status::WantWrite => sock.modify(Event::writable(key)),
+            _ => sock.modify(Event::readable(key)),
         }
     }
-    if let Some(l) = &listener {
-        let _ = poller.delete(l);
+
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.events.clear();
+        match self.poller.wait(&mut self.events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            result => result.map(drop),
+        }
     }
-    for (_, conn) in conns {
-        let _ = poller.delete(&conn.sock);
-        conn.close(&counters, &ctx.shared);
+
+    fn events(&self) -> impl Iterator<Item = Ready> + '_ {
+        self.events.iter().map(|ev| match ev.key {
+            LISTENER => Ready::Listener,
+            key => Ready::Conn {
+                key,
+                peer_closed: false,
+            },
+        })
     }
-    Ok(())
 }

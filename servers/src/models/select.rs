@@ -4,13 +4,14 @@
 //! watched, and `FD_SET` on it would write past the set. This model refuses such a connection
 //! (closes it, counts it in `accept_errors`, logs why) instead of corrupting memory; every other
 //! connection goes on being served.
+#![allow(unsafe_code)] // raw select(2) and fd_set macros: the FFI edge, each with its SAFETY line
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
+use crate::ctx::Ctx;
 use crate::listen::Incoming;
-use crate::server::Ctx;
 use crate::sys::RawSock;
 
 use super::level::{self, Backend};
@@ -103,15 +104,17 @@ impl Backend for Select {
         let tv_ptr = tv
             .as_mut()
             .map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
-        // The sets are initialised and owned by self; `tv_ptr` is null or points at `tv`, which
+        // SAFETY: the sets are initialised and owned by self; `tv_ptr` is null or points at `tv`, which
         // outlives the call; nfds is one more than the highest descriptor in the sets.
-        let res = syscall!(select(
-            self.max + 1,
-            &mut self.read,
-            &mut self.write,
-            std::ptr::null_mut(),
-            tv_ptr
-        ));
+        let res = syscall!(unsafe {
+            libc::select(
+                self.max + 1,
+                &mut self.read,
+                &mut self.write,
+                std::ptr::null_mut(),
+                tv_ptr,
+            )
+        });
         match res {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {

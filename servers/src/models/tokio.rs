@@ -16,8 +16,8 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::ctx::Ctx;
 use crate::listen::{EXHAUSTED_PAUSE, Incoming};
-use crate::server::Ctx;
 use crate::stats::{LoopCounters, Shared};
 use crate::sys;
 

@@ -2,12 +2,12 @@
 
 use std::io;
 
-/// Calls a libc function and turns `-1` into `io::Error::last_os_error()`.
+/// Turns a raw call's `-1` into `io::Error::last_os_error()`. The call itself, `unsafe` block
+/// included, is written at the call site, where its `// SAFETY:` comment says why it is sound:
+/// `syscall!(unsafe { libc::close(fd) })`.
 macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: the caller passes arguments that satisfy this libc function's contract; each
-        // call site documents why its pointers and descriptors are valid.
-        let res = unsafe { libc::$fn($($arg),*) };
+    ($call:expr) => {{
+        let res = $call;
         if res == -1 {
             Err(std::io::Error::last_os_error())
         } else {
