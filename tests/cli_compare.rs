@@ -6,47 +6,19 @@
 //! from them with the library's own record types. Not a test of the table's layout (the
 //! exporter's unit tests do that) nor of the figures (`loadgen/tests`).
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+mod common;
+use common::{echo_server, iomodels};
 
 use iomodels::record::{
     ModelSummary, PointResult, PointSpec, PointSummary, SUMMARY_SCHEMA, ServeConfig, ServerSide,
     Summary,
 };
 
-fn iomodels(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(args)
-        .output()
-        .expect("run iomodels")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A plain echo server that lives as long as the test process.
-fn echo_server() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = s.set_nodelay(true);
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 /// Two result files, `before.json` and `after.json`, written once by `iomodels load --json`

@@ -4,53 +4,16 @@
 //! these tests do not depend on the `servers` crate. Not a test of the measurements themselves
 //! (`loadgen/tests` does that).
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn iomodels(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(args)
-        .output()
-        .expect("run iomodels")
-}
-
-/// A plain echo server that lives as long as the test process; threads end when clients close.
-fn echo_server() -> String {
-    echo_server_watched().0
-}
-
-/// [`echo_server`], plus a receiver that gets one message per accepted connection.
-fn echo_server_watched() -> (String, mpsc::Receiver<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let _ = tx.send(());
-            std::thread::spawn(move || {
-                let mut s = s;
-                let _ = s.set_nodelay(true);
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
+mod common;
+use common::{echo_server, echo_server_watched, iomodels};
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cli-load-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("cli-load", name)
 }
 
 #[test]

@@ -3,14 +3,10 @@
 //! table. Not a test of the figures (`loadgen/tests` checks the generator against known truth).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn iomodels(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(args)
-        .output()
-        .expect("run iomodels")
-}
+mod common;
+use common::iomodels;
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("iomodels-run-{}-{name}", std::process::id()));

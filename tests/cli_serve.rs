@@ -9,11 +9,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_iomodels");
+mod common;
+use common::iomodels;
 
-fn iomodels(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run iomodels")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_iomodels");
 
 /// A `serve` child with its stdout reader, killed on drop if still running.
 struct Serve {
