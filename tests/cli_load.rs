@@ -5,7 +5,7 @@
 //! (`loadgen/tests` does that).
 
 use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -185,7 +185,7 @@ fn sigint_writes_what_was_measured_marked_interrupted_and_exits_130() {
 /// before `127.0.0.1 localhost` (most Linux distributions), or says why it cannot and returns
 /// `None`: that needs root (or user namespaces) and a resolver that keeps that order.
 #[cfg(target_os = "linux")]
-fn with_ipv6_first_localhost(args: &[&str]) -> Option<Output> {
+fn with_ipv6_first_localhost(args: &[&str]) -> Option<std::process::Output> {
     let hosts = std::env::temp_dir().join(format!("iomodels-hosts-{}", std::process::id()));
     std::fs::write(&hosts, "::1 localhost\n127.0.0.1 localhost\n").unwrap();
     let in_namespace = |cmd: &[&str]| {

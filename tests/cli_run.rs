@@ -3,6 +3,7 @@
 //! table. Not a test of the figures (`loadgen/tests` checks the generator against known truth).
 
 use std::path::{Path, PathBuf};
+#[cfg(target_os = "linux")]
 use std::process::Command;
 
 mod common;
