@@ -37,6 +37,10 @@ pub struct CompareArgs {
 
 /// Run the `compare` command.
 pub fn run(args: &CompareArgs) -> CliResult {
+    // An --html path that cannot be written is found before anything is printed.
+    if let Some(path) = &args.html {
+        crate::load::outputs::check("--html", path).map_err(CliError::usage)?;
+    }
     // Every failure to load is the user's to fix (wrong path, not a result): exit 2.
     let runs = args
         .paths

@@ -223,6 +223,10 @@ pub struct PointSummary {
     pub errors: u64,
     /// Rounds in which the generator could not keep the schedule (see each round's warnings).
     pub saturated_rounds: usize,
+    /// Why, for each saturated round: `round K: ` and the generator's reason (the round's
+    /// warnings that start with `saturated:`), so a reader needs no round file to see it.
+    #[serde(default)]
+    pub saturation: Vec<String>,
     /// A round of this point was cut short by Ctrl-C.
     pub interrupted: bool,
 }
@@ -259,6 +263,16 @@ impl PointSummary {
             client_cpu_us: Stat::of(&col(|r| r.report.client_cpu.us_per_request), Pick::Least)?,
             errors: reports.iter().map(|r| r.errors.total).sum(),
             saturated_rounds: reports.iter().filter(|r| r.saturated).count(),
+            saturation: rounds
+                .iter()
+                .flat_map(|(k, r)| {
+                    r.report
+                        .warnings
+                        .iter()
+                        .filter(|w| r.report.saturated && w.starts_with("saturated"))
+                        .map(move |w| format!("round {k}: {w}"))
+                })
+                .collect(),
             interrupted: reports.iter().any(|r| r.interrupted),
         })
     }
@@ -474,6 +488,24 @@ pub(crate) mod tests {
         );
         assert_eq!(s.latency_us.p50.value, c.report.latency_us.p50);
         assert_eq!(s.errors, 0);
+    }
+
+    #[test]
+    fn saturated_rounds_keep_their_reason_in_the_summary() {
+        let a = fixture("epoll", 1000.0, 50.0);
+        let mut b = fixture("epoll", 900.0, 50.0);
+        b.report.saturated = true;
+        b.report.warnings = vec![
+            "saturated: the generator sent late".into(),
+            "3 threads asked, 1 used".into(),
+        ];
+        let s = PointSummary::from_rounds("open", "epoll/open.json".into(), &[(1, &a), (2, &b)])
+            .unwrap();
+        assert_eq!(s.saturated_rounds, 1);
+        assert_eq!(
+            s.saturation,
+            ["round 2: saturated: the generator sent late"]
+        );
     }
 
     #[test]

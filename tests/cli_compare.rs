@@ -210,6 +210,16 @@ fn user_errors_exit_2_with_one_line() {
         &["compare", s(a), "--baseline", "iocp"],
         "--baseline iocp: no model of that name",
     );
+    // An --html path that cannot be written fails before any table is printed.
+    usage_error(
+        &[
+            "compare",
+            s(a),
+            "--html",
+            s(&dir.join("no-such-dir/report.html")),
+        ],
+        "--html",
+    );
     // clap's own: no path at all, an unknown format.
     for args in [&["compare"][..], &["compare", s(a), "--format", "xml"]] {
         assert_eq!(iomodels(args).status.code(), Some(2), "{args:?}");

@@ -223,6 +223,8 @@ dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-
 dt { font-weight: 600; }
 dd { margin: 0; overflow-wrap: anywhere; }
 code { font-size: 0.9em; }
+.note { color: #7a4b00; font-size: 0.88rem; margin: 0.2em 0; }
+ul.note { padding-left: 1.4em; }
 "#;
 
 fn head(out: &mut String, runs: &[LoadedRun]) {
@@ -357,9 +359,11 @@ fn point_section(out: &mut String, spec: &PointSpec, series: &[Series<'_>]) {
             true,
             &spectrum(&spec_series),
             &format!(
-                "Latency at every percentile (median round): lower is better, and the right side \
-                 is the tail: 99 % means 1 request in 100 was slower; a line ends where its samples \
-                 run out.{open}"
+                "Latency at every percentile: lower is better, and the right side is the tail: \
+                 99 % means 1 request in 100 was slower; a line ends where its samples run out. \
+                 Each line is one round, the one with the median throughput (the round copied to \
+                 <model>/<point>.json), while the table below gives each percentile's median over \
+                 the rounds: where one round had a stall, their tails differ.{open}"
             ),
         );
     }
@@ -1019,6 +1023,25 @@ fn point_table(out: &mut String, point: &str, rows: &[(&Series<'_>, &PointSummar
         );
     }
     out.push_str("</tbody></table></div>\n");
+    // Saturated rounds, with the generator's reason: the latency above includes that wait.
+    let notes: Vec<String> = rows
+        .iter()
+        .flat_map(|(s, p)| {
+            p.saturation
+                .iter()
+                .map(move |w| format!("{}: {w}", s.label))
+        })
+        .collect();
+    if !notes.is_empty() {
+        out.push_str(
+            "<p class=\"note\">Saturated: these requests did not go out on time, so the \
+             corrected latency above includes the wait.</p>\n<ul class=\"note\">\n",
+        );
+        for n in notes {
+            let _ = writeln!(out, "<li>{}</li>", esc(&n));
+        }
+        out.push_str("</ul>\n");
+    }
 }
 
 fn failures_section(out: &mut String, runs: &[LoadedRun]) {
@@ -1089,22 +1112,40 @@ fn metadata_section(out: &mut String, runs: &[LoadedRun]) {
         } else {
             s.warnings.join("; ")
         };
+        // A summary made from one `load --json` file has no start time and no server side:
+        // say "unknown" rather than guess (an unpinned server, a run never finished).
+        let single = s.started.is_empty();
+        let unknown = || "unknown (a single load result)".to_owned();
         let rows: [(&str, String); 18] = [
             ("host OS", s.host.os.clone()),
             ("kernel", s.host.kernel.clone()),
             ("CPU", s.host.cpu.clone()),
             ("cores", s.host.cores.to_string()),
-            ("server CPUs", cpus(&s.server_cpus)),
+            (
+                "server CPUs",
+                if single && s.server_cpus.is_none() {
+                    unknown()
+                } else {
+                    cpus(&s.server_cpus)
+                },
+            ),
             ("client CPUs", cpus(&s.client_cpus)),
             ("tool version", s.tool_version.clone()),
             (
                 "git commit",
                 s.git_commit.clone().unwrap_or_else(|| "unknown".into()),
             ),
-            ("started", s.started.clone()),
+            (
+                "started",
+                if single { unknown() } else { s.started.clone() },
+            ),
             (
                 "finished",
-                s.finished.clone().unwrap_or_else(|| "not finished".into()),
+                match (&s.finished, single) {
+                    (Some(f), _) => f.clone(),
+                    (None, true) => unknown(),
+                    (None, false) => "not finished".into(),
+                },
             ),
             ("rounds", s.rounds.to_string()),
             ("duration per point", format!("{} s", num(s.duration_s))),
@@ -1401,6 +1442,16 @@ mod tests {
         assert!(failures.matches("broken").count() >= 4);
         let before = &html[..html.find("id=\"failures\"").unwrap()];
         assert!(!before.contains("broken"), "broken drawn somewhere");
+    }
+
+    #[test]
+    fn a_saturated_point_says_why_under_its_table() {
+        let mut r = run("r1", &MODELS[..2], None);
+        r.summary.models[0].points[0].saturation =
+            vec!["round 1: saturated: the generator sent late".into()];
+        let html = render(&[r]);
+        assert!(html.contains("the generator sent late"), "reason missing");
+        assert!(html.contains("corrected latency above includes the wait"));
     }
 
     #[test]

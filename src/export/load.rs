@@ -156,7 +156,7 @@ fn load_result(path: &Path) -> anyhow::Result<LoadedRun> {
     let (point, file) = if in_run {
         (point_stem.to_owned(), format!("{model}/{file_name}"))
     } else {
-        ("load".to_owned(), file_name)
+        (shape_name(&result.report.workload), file_name)
     };
     let r = &result.report;
     let w = &r.workload;
@@ -204,6 +204,30 @@ fn load_result(path: &Path) -> anyhow::Result<LoadedRun> {
         summary,
         histograms,
     })
+}
+
+/// The point name of a result outside a run folder: `load-` and its workload's shape
+/// (`load-c50-s512`, `-d4` for depth, `-R20000` for open loop, `-crr` for connect per request),
+/// so results of different workloads are never put in one table as if comparable.
+fn shape_name(w: &loadgen::Options) -> String {
+    let mut n = format!("load-c{}", w.connections);
+    match w.size_range {
+        Some(r) => n.push_str(&format!("-s{}..{}", r.min, r.max)),
+        None => n.push_str(&format!("-s{}", w.size)),
+    }
+    if w.depth > 1 {
+        n.push_str(&format!("-d{}", w.depth));
+    }
+    if let Some(rate) = w.rate {
+        n.push_str(&format!("-R{rate}"));
+    }
+    if w.connect_per_request {
+        n.push_str("-crr");
+    }
+    if w.idle > 0 {
+        n.push_str(&format!("-idle{}", w.idle));
+    }
+    n
 }
 
 /// A folder's own name (`.` and `..` resolved when possible).
@@ -329,7 +353,8 @@ pub(crate) mod tests {
         assert_eq!(run.label, "before");
         let m = &run.summary.models[0];
         assert_eq!(m.model, "before");
-        assert_eq!(m.points[0].point, "load");
+        // Named after its workload's shape, so different workloads never share a table.
+        assert_eq!(m.points[0].point, "load-c50-s64");
         assert_eq!(m.points[0].throughput_rps.value, 1234.0);
         assert_eq!(m.points[0].rounds, 1);
         assert!(m.points[0].server_cpu_us.is_none());
@@ -337,7 +362,7 @@ pub(crate) mod tests {
         assert_eq!(run.summary.points[0].size, 64);
         assert!(
             run.histograms
-                .contains_key(&("before".into(), "load".into()))
+                .contains_key(&("before".into(), "load-c50-s64".into()))
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -401,5 +426,18 @@ pub(crate) mod tests {
         assert_eq!(split_round("throughput"), ("throughput", 1));
         assert_eq!(split_round("a.rx"), ("a.rx", 1));
         assert_eq!(split_round("a.r0"), ("a.r0", 1));
+    }
+
+    #[test]
+    fn results_of_different_workloads_get_different_points() {
+        let base = fixture("epoll", 1000.0, 30.0).report.workload;
+        let mut open = base.clone();
+        open.rate = Some(20000.0);
+        let mut deep = base.clone();
+        deep.depth = 4;
+        let names = [shape_name(&base), shape_name(&open), shape_name(&deep)];
+        assert_eq!(names[0], "load-c50-s64");
+        assert_eq!(names[1], "load-c50-s64-R20000");
+        assert_eq!(names[2], "load-c50-s64-d4");
     }
 }

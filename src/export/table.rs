@@ -350,9 +350,13 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
                 format!("{} {name}", l.model.model)
             };
             if l.point.saturated_rounds > 0 {
+                // The first round's reason, so the note says why without opening a file.
+                let why = l.point.saturation.first().map_or(String::new(), |w| {
+                    format!("; {}", w.replacen("saturated: ", "", 1))
+                });
                 notes.push(format!(
-                    "{who}: saturated in {} of {} round{}: requests did not go out on time \
-                     (the round's warnings say why); the corrected latency includes that wait",
+                    "{who}: saturated in {} of {} round{}: requests did not go out on time, and \
+                     the corrected latency includes that wait{why}",
                     l.point.saturated_rounds,
                     l.point.rounds,
                     if l.point.rounds == 1 { "" } else { "s" }

@@ -7,7 +7,7 @@
 //! not measure anything itself: the numbers come from the `loadgen` report, computed once.
 
 mod args;
-mod outputs;
+pub mod outputs;
 mod summary;
 
 pub use args::LoadArgs;

@@ -90,16 +90,21 @@ fn write_or_save(
 }
 
 /// One output path: a file name in an existing folder that takes new files.
-fn check(flag: &str, p: &Path) -> anyhow::Result<()> {
+pub fn check(flag: &str, p: &Path) -> anyhow::Result<()> {
     let shown = p.display();
+    let example = match flag {
+        "--hlog" => "r.hlog",
+        "--html" => "report.html",
+        _ => "r.json",
+    };
     if p.is_dir() {
         return Err(anyhow!(
             "{flag} {shown} is a folder: give a file in it, e.g. {}",
-            p.join("r.json").display()
+            p.join(example).display()
         ));
     }
     let Some(name) = p.file_name() else {
-        return Err(anyhow!("{flag} {shown}: give a file name, e.g. r.json"));
+        return Err(anyhow!("{flag} {shown}: give a file name, e.g. {example}"));
     };
     let dir = match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

@@ -181,6 +181,11 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
     })
 }
 
+/// `1 model`, `3 models`.
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
@@ -208,6 +213,13 @@ impl Bar {
             bar,
             total,
             done: 0,
+        }
+    }
+
+    /// A new measurement begins: no figures yet (the last point's would be stale).
+    fn starting(&self, what: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{what}  starting the server"));
         }
     }
 
@@ -292,14 +304,17 @@ pub fn run(args: RunArgs) -> CliResult {
 
     let names: Vec<&str> = setup.models.iter().map(|m| m.name()).collect();
     let estimate = setup.timing.estimate(names.len(), setup.points.len());
+    let about = match estimate.as_secs() {
+        s if s < 90 => format!("{s} s"),
+        s => format!("{} min", s.div_ceil(60)),
+    };
     eprintln!(
-        "iomodels run: {} models × {} points × {} rounds of {:?} (+{:?} warm-up), about {} min; writing {}",
-        names.len(),
-        setup.points.len(),
-        setup.timing.rounds,
+        "iomodels run: {} × {} × {} of {:?} (+{:?} warm-up), about {about}; writing {}",
+        count(names.len(), "model"),
+        count(setup.points.len(), "point"),
+        count(setup.timing.rounds, "round"),
         setup.timing.duration,
         setup.timing.warmup,
-        estimate.as_secs().div_ceil(60),
         out.dir().display()
     );
     for w in &setup.warnings {
@@ -319,7 +334,12 @@ pub fn run(args: RunArgs) -> CliResult {
         )));
     }
     eprintln!(
-        "iomodels run: done in {:.0} s; results in {}",
+        "iomodels run: {} {:.0} s; results in {}",
+        if interrupted {
+            "interrupted after"
+        } else {
+            "done in"
+        },
         t0.elapsed().as_secs_f64(),
         out.dir().display()
     );
@@ -383,6 +403,7 @@ fn measure_all(
                     client_cpus: setup.client_cpus.as_deref(),
                     stop,
                 };
+                bar.starting(&what);
                 let outcome = measure(&job, &|p| bar.live(&what, p));
                 let line = match (&outcome.result, &outcome.failure) {
                     (Some(r), None) => format!(
