@@ -23,8 +23,10 @@ pub fn run(args: &ModelsArgs) -> CliResult {
             out.push('\n');
         }
     } else {
+        // As wide as the longest name (uring-multishot), so the columns line up.
+        let w = Model::ALL.iter().map(|m| m.name().len()).max().unwrap_or(5);
         out.push_str(&format!(
-            "{:<10} {:<9} {}\n",
+            "{:<w$} {:<4} {}\n",
             "MODEL", "HERE", "DESCRIPTION"
         ));
         for &m in Model::ALL {
@@ -33,7 +35,7 @@ pub fn run(args: &ModelsArgs) -> CliResult {
                 Err(e) => ("no", format!(" [unavailable: {}]", e.reason)),
             };
             out.push_str(&format!(
-                "{:<10} {:<9} {}{}\n",
+                "{:<w$} {:<4} {}{}\n",
                 m.name(),
                 here,
                 m.description(),
