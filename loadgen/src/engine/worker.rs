@@ -50,7 +50,7 @@ use super::stall::Stall;
 use super::startup::{Started, connect_blocking, connect_up_front};
 use crate::Stop;
 use crate::rng::Rng;
-use crate::timer::Timer;
+use crate::timer::{self, Timer};
 use crate::workload::{Options, Workload};
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
@@ -171,6 +171,13 @@ impl<'a> Prepared<'a> {
             warnings.push(format!(
                 "could not pin a load thread to CPU {cpu}; running unpinned"
             ));
+        }
+        if !timer::precise_wakeups() {
+            warnings.push(
+                "could not set a load thread's timer slack to 1 ns: its wake-ups may be up to \
+                 50 µs late"
+                    .to_owned(),
+            );
         }
         let poll = match new_poll(plan.id) {
             Ok(p) => p,
@@ -961,6 +968,28 @@ mod tests {
         });
         assert_eq!(sent, Some(1), "the first request went out");
         assert_eq!(info.count_total, 0, "allocated after t0: {info:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_worker_thread_asks_for_exact_timer_expiry() {
+        // Before: every load thread kept Linux's default 50 µs timer slack, so each timed
+        // wake-up (the send timer, the poll timeout) could fire up to 50 µs after its deadline.
+        std::thread::spawn(|| {
+            assert_ne!(
+                nix::sys::prctl::get_timerslack().unwrap(),
+                1,
+                "already exact"
+            );
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let (tx, _rx) = mpsc::channel();
+            let (w, plan) = prepared(&listener, |o| o.rate = Some(1000.0));
+            let p = Prepared::new(&w, plan, &Stop::new(), tx, |_| Poll::new()).unwrap();
+            assert!(p.out.warnings.is_empty(), "{:?}", p.out.warnings);
+            assert_eq!(nix::sys::prctl::get_timerslack().unwrap(), 1);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
