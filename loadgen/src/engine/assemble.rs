@@ -127,6 +127,7 @@ pub(super) fn assemble(
             achieved_rps: throughput_rps,
             interrupted,
             gen_lag_p99_ns: (!gen_lag.is_empty()).then(|| gen_lag.value_at_quantile(0.99) as f64),
+            corrected_p99_ns: corrected.value_at_quantile(0.99) as f64,
             sent,
             queued,
             unsent,
