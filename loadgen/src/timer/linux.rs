@@ -39,6 +39,11 @@ impl Timer {
         })
     }
 
+    /// The deadline the timer was last armed for (it may have fired since).
+    pub(crate) fn armed_for(&self) -> Option<Instant> {
+        self.armed_for
+    }
+
     /// Wake the poll at `at` (`after` from now). Re-arms only when the deadline moved, so a
     /// loop turn that changes nothing costs no syscall. False if arming failed.
     pub(crate) fn arm(&mut self, at: Instant, after: Duration) -> bool {

@@ -14,6 +14,10 @@ impl Timer {
         None
     }
 
+    pub(crate) fn armed_for(&self) -> Option<Instant> {
+        match *self {}
+    }
+
     pub(crate) fn arm(&mut self, _at: Instant, _after: Duration) -> bool {
         match *self {}
     }
