@@ -262,14 +262,15 @@ mod tests {
 
     #[test]
     fn a_generator_that_sends_late_is_marked_saturated_and_says_so() {
-        // Every send 300 µs late at 1,000 req/s: the lag limit is max(25 µs, 10 % of the 1 ms
-        // gap, 5 % of the corrected p99) = 100 µs here unless the p99 passes 2 ms. Before issue
-        // 18 the limit was 1 ms and this run was not flagged: its lag went into the server's
-        // latency unremarked.
+        // Every send 800 µs late at 200 req/s: the lag limit is max(25 µs, 10 % of the 5 ms
+        // gap, 5 % of the corrected p99) = 500 µs here unless the p99 passes 10 ms. Before
+        // issue 18 the limit was 1 ms and this run was not flagged: its lag went into the
+        // server's latency unremarked. Ten connections, so that even on a busy machine a send
+        // finds a free one (a queued send is rule 3's, not the generator's).
         let mut o = crate::Options::new(echo_server());
-        o.connections = 1;
-        o.rate = Some(1000.0);
-        o.duration = Some(Duration::from_millis(800));
+        o.connections = 10;
+        o.rate = Some(200.0);
+        o.duration = Some(Duration::from_millis(1000));
         o.warmup = Duration::from_millis(200);
         let t = Instant::now();
         let r = run_with(
@@ -277,14 +278,14 @@ mod tests {
             &Stop::new(),
             &Hooks::default(),
             Inject {
-                late_by: Duration::from_micros(300),
+                late_by: Duration::from_micros(800),
                 ..Inject::REAL
             },
         )
         .unwrap();
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         let lag = r.send_lag_us.as_ref().unwrap();
-        assert!(lag.p50 >= 300.0, "the hook made every send late: {lag:?}");
+        assert!(lag.p50 >= 800.0, "the hook made every send late: {lag:?}");
         assert!(r.saturated, "{:?}", r.warnings);
         assert!(
             r.warnings
