@@ -347,7 +347,7 @@ impl Worker<'_> {
                 next_tick = now + TICK;
             }
             self.send_due(now);
-            let (timeout, spinning) = self.sleep(now, next_tick);
+            let (timeout, yield_if_idle) = self.sleep(now, next_tick);
             if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -358,8 +358,8 @@ impl Worker<'_> {
                 break;
             }
             self.timer_woke();
-            if spinning && self.events.is_empty() {
-                // Spinning for an open-loop send: let a co-located server thread run meanwhile.
+            if yield_if_idle && self.events.is_empty() {
+                // Spinning a millisecond without a timer: let a co-located server thread run.
                 std::thread::yield_now();
             }
             self.handle_events();
@@ -408,7 +408,10 @@ impl Worker<'_> {
         false
     }
 
-    /// How long the next poll may sleep, and whether the worker is spinning for a send.
+    /// How long the next poll may sleep, and whether to yield the CPU if it returns nothing
+    /// (spinning through the last millisecond where there is no precise timer). The margin spin
+    /// before a timed send does not yield: handing the core to another thread there is exactly
+    /// how a send comes out a scheduler slice late.
     fn sleep(&mut self, now: Instant, next_tick: Instant) -> (Duration, bool) {
         let mut wake = next_tick.min(self.intervals.next_boundary());
         if let Some(e) = self.go.end {
@@ -434,7 +437,7 @@ impl Worker<'_> {
             // zero timeout, so echoes are read on time too) the rest of the way.
             let m = margin.get();
             if d <= m {
-                return (Duration::ZERO, true);
+                return (Duration::ZERO, false);
             }
             let after = d - m;
             if after >= timeout || t.arm(next - m, after) {
