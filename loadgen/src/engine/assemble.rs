@@ -102,12 +102,7 @@ pub(super) fn assemble(
         })
         .collect();
 
-    if o.threads > threads {
-        warnings.push(format!(
-            "threads reduced from {} to {threads}: a thread needs at least one connection",
-            o.threads
-        ));
-    }
+    warnings.extend(w.threads_reduced_because());
     if errors.addr_unavailable > 0 {
         warnings.push(format!(
             "{} connects failed with EADDRNOTAVAIL: the client ran out of ephemeral ports \
