@@ -25,7 +25,6 @@ pub(super) fn assemble(
     collected: Collected,
 ) -> Report {
     let o = w.options();
-    let threads = w.effective_threads();
     let open = w.is_open_loop();
     let (mut corrected, mut uncorrected, mut lag, mut gen_lag, mut connect) =
         (new_hist(), new_hist(), new_hist(), new_hist(), new_hist());
