@@ -116,6 +116,8 @@ enum Pace {
         arrivals: Arrivals,
         timer: Option<Timer>,
         margin: Margin,
+        /// This thread's mean gap between sends (1 / its rate).
+        gap: Duration,
     },
 }
 
@@ -272,6 +274,7 @@ impl<'a> Prepared<'a> {
                 ),
                 timer,
                 margin,
+                gap: Duration::from_secs_f64(1.0 / rate),
             },
             None => Pace::Closed,
         };
@@ -429,13 +432,19 @@ impl Worker<'_> {
             return (if ready { Duration::ZERO } else { timeout }, false);
         }
         let d = next - now;
-        let Pace::Open { timer, margin, .. } = &mut self.pace else {
+        let Pace::Open {
+            timer, margin, gap, ..
+        } = &mut self.pace
+        else {
             return (timeout, false);
         };
         if let Some(t) = timer.as_mut() {
             // Sleep until the margin before the send, then spin (polling the sockets with a
-            // zero timeout, so echoes are read on time too) the rest of the way.
-            let m = margin.get();
+            // zero timeout, so echoes are read on time too) the rest of the way. Never spin
+            // more than half the gap: a thread that never sleeps is, to the scheduler, a CPU
+            // hog, and on a shared core it is then preempted for whole slices (ms), the very
+            // lateness the spin is for; at gaps under 2 × MIN it spins throughout.
+            let m = margin.get().min((*gap / 2).max(margin::MIN));
             if d <= m {
                 return (Duration::ZERO, false);
             }
