@@ -11,8 +11,11 @@
 # server that falls behind, and the result says so (saturated, corrected >> uncorrected).
 #
 #   scripts/open-loop-on-time.sh [--quick] [--conns N]
-#     --quick   1 s runs at 100 and 1,000 req/s; exits 1 only on a gross failure: send lag p99
-#               above 1 ms at 1,000 req/s (CI machines are noisy: a smoke check, not a target)
+#     --quick   1 s runs at 100 and 1,000 req/s; exits 1 only on a gross failure: send lag p90
+#               above 1 ms at 1,000 req/s in two runs. p90, not p99: on a shared 2-CPU machine
+#               other work on the generator's CPU puts the p99 at milliseconds for any generator
+#               (measured while another build ran: 1-4 ms, old and new alike), while a broken
+#               one (every send late, e.g. two spinning threads on one CPU) moves the p90.
 #   IOMODELS=path      the binary to test (default target/release/iomodels)
 #   IOMODELS_OLD=path  also run this binary, interleaved (old new new old per rate), to compare
 #   ON_TIME_OUT=dir    keep every run's JSON there (default: a temporary directory)
@@ -63,7 +66,7 @@ for _ in $(seq 100); do
 done
 [[ -n $ADDR ]] || { echo "known-latency-server did not start" >&2; exit 1; }
 
-# One run; prints one table row, and `LAG_P99 <µs>` on fd 3 for the gross-failure check.
+# One run; prints one table row, and `LAG <bin> <rate> <p90 µs>` on stderr for the gross-failure check.
 one() { # LABEL BINARY RATE
   local label=$1 bin=$2 rate=$3 json="$WORK/$1-$3.json"
   "$bin" load "$ADDR" -R "$rate" -c "$CONNS" -s 64 -t "$DUR" --warmup "$WARM" --cpus "$GEN_CPU" \
@@ -77,15 +80,15 @@ r = json.load(open(sys.argv[1]))
 lag, c, u = r["send_lag_us"], r["latency_us"], r["uncorrected_latency_us"]
 why = next((w for w in r["warnings"] if w.startswith("saturated")), "")
 why = why.replace("saturated: ", "")[:60]
-print(f"{sys.argv[2]:<4} {int(sys.argv[3]):>7} {r['achieved_rps']:>9.0f} {lag['p50']:>8.1f} {lag['p99']:>8.1f}"
+print(f"{sys.argv[2]:<4} {int(sys.argv[3]):>7} {r['achieved_rps']:>9.0f} {lag['p50']:>8.1f} {lag['p90']:>8.1f} {lag['p99']:>8.1f}"
       f" {c['p99'] - u['p99']:>10.1f} {u['p99']:>9.1f} {r['client_cpu']['us_per_request']:>8.1f}"
       f"  {'yes' if r['saturated'] else 'no':<4} {why}")
-print(f"LAG_P99 {sys.argv[2]} {sys.argv[3]} {lag['p99']}", file=sys.stderr)
+print(f"LAG {sys.argv[2]} {sys.argv[3]} {lag['p90']}", file=sys.stderr)
 PY
 }
 
 echo "server: known-latency-server.py --delay-ms 0 at $ADDR (CPU 0); generator: $BIN (CPU $GEN_CPU), -c $CONNS, -s 64, $DUR after $WARM warm-up"
-printf '%-4s %7s %9s %8s %8s %10s %9s %8s  %s\n' bin rate achieved "lag p50" "lag p99" "corr-unc99" "unc p99" "cpu us/r" "saturated"
+printf '%-4s %7s %9s %8s %8s %8s %10s %9s %8s  %s\n' bin rate achieved "lag p50" "lag p90" "lag p99" "corr-unc99" "unc p99" "cpu us/r" "saturated"
 : >"$WORK/lag"
 for rate in "${RATES[@]}"; do
   if [[ -n $OLD ]]; then
@@ -100,18 +103,18 @@ for rate in "${RATES[@]}"; do
 done
 
 if [[ $QUICK == 1 ]]; then
-  # The gross failure: at 1,000 req/s the new generator's p99 send lag above 1 ms, twice (a
+  # The gross failure: at 1,000 req/s the new generator's p90 send lag above 1 ms, twice (a
   # burst of someone else's work on a CI machine can spoil one run; it should not fail CI).
-  best() { awk '$1 == "LAG_P99" && $2 == "new" && $3 == 1000 { if (m == "" || $4 < m) m = $4 } END { print m + 0 }' "$WORK/lag"; }
+  best() { awk '$1 == "LAG" && $2 == "new" && $3 == 1000 { if (m == "" || $4 < m) m = $4 } END { print m + 0 }' "$WORK/lag"; }
   worst=$(best)
   if awk -v w="$worst" 'BEGIN { exit !(w > 1000) }'; then
-    echo "send lag p99 $worst µs at 1,000 req/s: once more"
+    echo "send lag p90 $worst µs at 1,000 req/s: once more"
     one new "$BIN" 1000 2>>"$WORK/lag"
     worst=$(best)
   fi
   if awk -v w="$worst" 'BEGIN { exit !(w > 1000) }'; then
-    echo "FAIL: send lag p99 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
+    echo "FAIL: send lag p90 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
     exit 1
   fi
-  echo "ok: send lag p99 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
+  echo "ok: send lag p90 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
 fi

@@ -24,6 +24,10 @@ pub(super) const MIN: Duration = Duration::from_micros(20);
 /// The largest margin: beyond it the generator would spin most of every gap at moderate rates;
 /// a machine this slow to wake a thread makes the run late, and the result says so.
 pub(super) const MAX: Duration = Duration::from_micros(500);
+/// The margin is capped at half the thread's mean gap between sends, but never below this: at
+/// gaps under 200 µs the thread is busy most of the time anyway, and a wake-up (≈ 50 µs typical
+/// on the reference VM) would make every send late.
+pub(super) const HALF_GAP_FLOOR: Duration = Duration::from_micros(100);
 /// Added to the learned quantile: the spin needs a few µs to notice the time and send.
 const GUARD: Duration = Duration::from_micros(10);
 /// The quantile of wake-up lateness the margin covers.
@@ -55,9 +59,12 @@ impl Margin {
         }
     }
 
-    /// How long before a send to wake.
-    pub(super) fn get(&self) -> Duration {
-        self.margin
+    /// How long before a send to wake, for a thread whose mean gap between sends is `gap`:
+    /// never more than half of it (above [`HALF_GAP_FLOOR`]). A thread that never sleeps is a
+    /// CPU hog to the scheduler and, on a shared core, is preempted for whole slices (ms): the
+    /// very lateness the spin is for. This also bounds the spin's CPU to about half a core.
+    pub(super) fn for_gap(&self, gap: Duration) -> Duration {
+        self.margin.min((gap / 2).max(HALF_GAP_FLOOR))
     }
 
     /// A timer armed for `deadline` woke the thread at `now`.
@@ -164,30 +171,46 @@ mod tests {
     fn the_margin_covers_the_99th_percentile_of_wake_up_lateness_plus_a_guard() {
         // 99 wake-ups 40 µs late and one 300 µs late: p99 is 40 µs, margin 41 + 10.
         let m = fed(std::iter::repeat_n(40, 99).chain([300]));
-        assert_eq!(m.get(), Duration::from_micros(51));
+        assert_eq!(m.margin, Duration::from_micros(51));
         // Two in a hundred at 300 µs: the tail is now the p99.
         let m = fed(std::iter::repeat_n(40, 98).chain([300, 300]));
-        assert_eq!(m.get(), Duration::from_micros(311));
+        assert_eq!(m.margin, Duration::from_micros(311));
     }
 
     #[test]
     fn the_margin_is_bounded_both_ways() {
-        assert_eq!(fed(std::iter::repeat_n(0, 100)).get(), MIN);
+        assert_eq!(fed(std::iter::repeat_n(0, 100)).margin, MIN);
         // A loaded machine, wake-ups milliseconds late: spin at most MAX, send late, say so.
-        assert_eq!(fed(std::iter::repeat_n(5_000, 100)).get(), MAX);
-        assert_eq!(Margin::new().get(), MAX, "no samples: assume the worst");
+        assert_eq!(fed(std::iter::repeat_n(5_000, 100)).margin, MAX);
+        assert_eq!(Margin::new().margin, MAX, "no samples: assume the worst");
+    }
+
+    #[test]
+    fn the_margin_never_spins_more_than_half_the_gap_above_the_floor() {
+        let m = fed(std::iter::repeat_n(5_000, 100)); // MAX
+        assert_eq!(m.for_gap(Duration::from_millis(10)), MAX); // 100 req/s
+        assert_eq!(
+            m.for_gap(Duration::from_micros(500)),
+            Duration::from_micros(250)
+        );
+        assert_eq!(m.for_gap(Duration::from_micros(50)), HALF_GAP_FLOOR);
+        let quiet = fed(std::iter::repeat_n(30, 100));
+        assert_eq!(
+            quiet.for_gap(Duration::from_micros(50)),
+            Duration::from_micros(41)
+        );
     }
 
     #[test]
     fn old_wake_ups_fade_and_the_margin_follows_the_machine() {
         // A loaded spell, then quiet: the margin comes back down within a few decays.
         let mut m = fed(std::iter::repeat_n(400, 4096));
-        assert_eq!(m.get(), Duration::from_micros(411));
+        assert_eq!(m.margin, Duration::from_micros(411));
         let t = Instant::now();
         for _ in 0..20_000 {
             m.woke(t, t + Duration::from_micros(30));
         }
-        assert_eq!(m.get(), Duration::from_micros(41));
+        assert_eq!(m.margin, Duration::from_micros(41));
     }
 
     #[test]
@@ -196,7 +219,7 @@ mod tests {
         // and calibration ends (200 sleeps of at most 250 µs, each wait bounded).
         let t = Instant::now();
         let m = calibrate();
-        assert!((MIN..=MAX).contains(&m.get()), "{:?}", m.get());
+        assert!((MIN..=MAX).contains(&m.margin), "{:?}", m.margin);
         assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     }
 }

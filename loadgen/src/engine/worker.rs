@@ -440,11 +440,9 @@ impl Worker<'_> {
         };
         if let Some(t) = timer.as_mut() {
             // Sleep until the margin before the send, then spin (polling the sockets with a
-            // zero timeout, so echoes are read on time too) the rest of the way. Never spin
-            // more than half the gap: a thread that never sleeps is, to the scheduler, a CPU
-            // hog, and on a shared core it is then preempted for whole slices (ms), the very
-            // lateness the spin is for; at gaps under 2 × MIN it spins throughout.
-            let m = margin.get().min((*gap / 2).max(margin::MIN));
+            // zero timeout, so echoes are read on time too) the rest of the way; the margin
+            // is at most half the gap (`Margin::for_gap` says why).
+            let m = margin.for_gap(*gap);
             if d <= m {
                 return (Duration::ZERO, false);
             }
