@@ -3,7 +3,7 @@
 //! over rounds).
 //!
 //! The numbers are computed here, once; exporters (`export/`) only format them. The on-disk
-//! shapes are contracts (`iomodels.result/1`, `iomodels.summary/1`), described key by key in
+//! shapes are contracts (`iomodels.result/1.1`, `iomodels.summary/1`), described key by key in
 //! `results/README.md`. This module deliberately does no I/O beyond reading and writing these
 //! documents.
 
@@ -59,7 +59,7 @@ pub struct ServerSide {
     pub stats: Option<ServerStats>,
 }
 
-/// One result document (`iomodels.result/1`): the generator's report, flattened, plus
+/// One result document (`iomodels.result/1.1`, or 1: the same keys): the generator's report, flattened, plus
 /// `server_cpu` and `server`, which are null from `load` and filled by `run`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PointResult {

@@ -28,7 +28,8 @@ pub use engine::Recorder;
 pub use engine::{Schedule, run, run_with_hooks};
 pub use host::host;
 pub use report::{
-    Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, decode_histogram, encode_histogram,
+    Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, SCHEMAS_READ, decode_histogram,
+    encode_histogram,
 };
 pub use workload::{Arrival, Limit, Options, SizeRange, UnknownArrival, Workload, WorkloadError};
 

@@ -9,9 +9,9 @@
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::Timer;
+pub(crate) use linux::{Timer, precise_wakeups};
 
 #[cfg(not(target_os = "linux"))]
 mod none;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use none::Timer;
+pub(crate) use none::{Timer, precise_wakeups};

@@ -282,9 +282,41 @@ impl Workload {
         }
     }
 
-    /// Threads actually used: one connection per thread at least.
+    /// Threads actually used: one connection per thread at least, and in open loop with
+    /// `cpus` at most one thread per CPU listed: an open-loop thread spins before each send
+    /// (to send on time), and two spinning on one CPU take turns, each making the other's sends
+    /// a scheduler slice late.
     pub fn effective_threads(&self) -> usize {
-        self.0.threads.min(self.0.connections).max(1)
+        let t = self.0.threads.min(self.0.connections).max(1);
+        match (&self.0.cpus, self.0.rate) {
+            (Some(cpus), Some(_)) if !cpus.is_empty() => t.min(self.distinct_cpus()),
+            _ => t,
+        }
+    }
+
+    /// How many different CPUs `cpus` lists (0 without `cpus`).
+    fn distinct_cpus(&self) -> usize {
+        let mut c = self.0.cpus.clone().unwrap_or_default();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    }
+
+    /// Why [`Workload::effective_threads`] is below `threads`, if it is: the report's warning.
+    pub fn threads_reduced_because(&self) -> Option<String> {
+        let (asked, used) = (self.0.threads, self.effective_threads());
+        if used >= asked {
+            return None;
+        }
+        let why = if used < self.0.connections.min(asked) {
+            format!(
+                "an open-loop thread spins before each send, so it gets a CPU of its own \
+                 (--cpus lists {used})"
+            )
+        } else {
+            "a thread needs at least one connection".to_owned()
+        };
+        Some(format!("threads reduced from {asked} to {used}: {why}"))
     }
 
     /// Whether requests follow a rate (open loop).
@@ -451,5 +483,41 @@ mod tests {
         assert_eq!(v["duration"], 10.0);
         let back: Options = serde_json::from_value(v).unwrap();
         assert_eq!(back, opts());
+    }
+
+    #[test]
+    fn open_loop_runs_one_thread_per_pinned_cpu() {
+        // Before (issue 18): `load -R 6000 --cpus 1` ran its default two threads (one per CPU
+        // of the machine) both on CPU 1; each one's spin before a send held the CPU the other
+        // needed, and sends went out milliseconds late (p50 lag 1.5 ms).
+        let mut o = opts();
+        o.threads = 2;
+        o.connections = 50;
+        o.cpus = Some(vec![1]);
+        o.rate = Some(6000.0);
+        let w = o.clone().validate().unwrap();
+        assert_eq!(w.effective_threads(), 1);
+        let why = w.threads_reduced_because().unwrap();
+        assert!(
+            why.starts_with("threads reduced from 2 to 1: an open-loop thread spins"),
+            "{why}"
+        );
+        // Two CPUs listed, one twice: still two CPUs.
+        o.cpus = Some(vec![1, 0, 1]);
+        assert_eq!(o.clone().validate().unwrap().effective_threads(), 2);
+        // Closed loop, or not pinned: as before.
+        o.cpus = Some(vec![1]);
+        o.rate = None;
+        assert_eq!(o.clone().validate().unwrap().effective_threads(), 2);
+        o.rate = Some(6000.0);
+        o.cpus = None;
+        assert_eq!(o.clone().validate().unwrap().effective_threads(), 2);
+        // Fewer connections than threads: the old reason.
+        o.connections = 1;
+        let why = o.validate().unwrap().threads_reduced_because().unwrap();
+        assert!(
+            why.ends_with("a thread needs at least one connection"),
+            "{why}"
+        );
     }
 }

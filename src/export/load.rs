@@ -65,12 +65,12 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedRun> {
         .schema;
     match schema.as_deref() {
         Some(SUMMARY_SCHEMA) => load_summary(path, path.parent().unwrap_or(Path::new("."))),
-        Some(loadgen::SCHEMA) => load_result(path),
+        Some(s) if loadgen::SCHEMAS_READ.contains(&s) => load_result(path),
         Some(other) => Err(anyhow!(
             "{} has schema {other:?}, which this iomodels does not read ({SUMMARY_SCHEMA:?} or \
-             {:?}): {ACCEPTED}",
+             one of {:?}): {ACCEPTED}",
             path.display(),
-            loadgen::SCHEMA
+            loadgen::SCHEMAS_READ
         )),
         None => Err(anyhow!(
             "{} is not an iomodels result (no \"schema\" key): {ACCEPTED}",
@@ -417,6 +417,23 @@ pub(crate) mod tests {
         let e = format!("{:#}", load(&other).unwrap_err());
         assert!(e.contains("iomodels.summary/9"), "{e}");
         assert!(!e.contains('\n'), "one line: {e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn result_files_of_schema_1_and_1_1_both_load() {
+        // 1.1 tightened the saturation rule and kept every key: a 1 file still reads.
+        let dir = temp_dir("schema-versions");
+        let r = crate::record::tests::fixture("epoll", 1000.0, 100.0);
+        for schema in ["iomodels.result/1", "iomodels.result/1.1"] {
+            let mut v = serde_json::to_value(&r).unwrap();
+            v["schema"] = schema.into();
+            let f = dir.join("point.json");
+            std::fs::write(&f, serde_json::to_string(&v).unwrap()).unwrap();
+            if let Err(e) = load(&f) {
+                panic!("{schema}: {e:#}");
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -25,7 +25,6 @@ pub(super) fn assemble(
     collected: Collected,
 ) -> Report {
     let o = w.options();
-    let threads = w.effective_threads();
     let open = w.is_open_loop();
     let (mut corrected, mut uncorrected, mut lag, mut gen_lag, mut connect) =
         (new_hist(), new_hist(), new_hist(), new_hist(), new_hist());
@@ -102,12 +101,7 @@ pub(super) fn assemble(
         })
         .collect();
 
-    if o.threads > threads {
-        warnings.push(format!(
-            "threads reduced from {} to {threads}: a thread needs at least one connection",
-            o.threads
-        ));
-    }
+    warnings.extend(w.threads_reduced_because());
     if errors.addr_unavailable > 0 {
         warnings.push(format!(
             "{} connects failed with EADDRNOTAVAIL: the client ran out of ephemeral ports \
@@ -127,6 +121,7 @@ pub(super) fn assemble(
             achieved_rps: throughput_rps,
             interrupted,
             gen_lag_p99_ns: (!gen_lag.is_empty()).then(|| gen_lag.value_at_quantile(0.99) as f64),
+            corrected_p99_ns: corrected.value_at_quantile(0.99) as f64,
             sent,
             queued,
             unsent,

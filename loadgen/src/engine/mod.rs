@@ -26,6 +26,7 @@ mod collect;
 mod conn;
 mod errors;
 mod intervals;
+mod margin;
 mod mode;
 mod msg;
 mod pipe;
@@ -84,7 +85,7 @@ pub fn run(
         progress,
         window: None,
     };
-    run_with(w, stop, &hooks, |_| Poll::new())
+    run_with(w, stop, &hooks, Inject::REAL)
 }
 
 /// [`run`] with every hook: progress, and the edges of the measured window.
@@ -92,23 +93,35 @@ pub fn run(
 /// `iomodels run` uses the window hook to sample the server process's CPU time over exactly the
 /// window the generator's own `client_cpu` covers. Errors and guarantees are those of [`run`].
 pub fn run_with_hooks(w: &Workload, stop: &Stop, hooks: &Hooks) -> Result<Report, LoadError> {
-    run_with(w, stop, hooks, |_| Poll::new())
+    run_with(w, stop, hooks, Inject::REAL)
 }
 
 /// How a worker (by id) gets its poller. A parameter rather than a plain `Poll::new()` only so
 /// that a test can make one thread's setup fail, which nothing else provokes reliably.
 type NewPoll = fn(usize) -> io::Result<Poll>;
 
-fn run_with(
-    w: &Workload,
-    stop: &Stop,
-    hooks: &Hooks,
+/// What a test can inject into the workers; [`Inject::REAL`] outside tests. Faults nothing else
+/// provokes reliably: a thread whose setup fails, a generator that sends late.
+#[derive(Clone, Copy)]
+struct Inject {
     new_poll: NewPoll,
-) -> Result<Report, LoadError> {
+    /// Busy-wait this long before every open-loop send: a generator that cannot keep up, on
+    /// any machine, for the saturation rule's "the generator sent late".
+    late_by: std::time::Duration,
+}
+
+impl Inject {
+    const REAL: Inject = Inject {
+        new_poll: |_| Poll::new(),
+        late_by: std::time::Duration::ZERO,
+    };
+}
+
+fn run_with(w: &Workload, stop: &Stop, hooks: &Hooks, inject: Inject) -> Result<Report, LoadError> {
     let threads = w.effective_threads();
     let (tx, rx) = mpsc::channel::<(usize, Msg)>();
     std::thread::scope(|s| {
-        let launched = startup::launch(s, w, stop, tx, &rx, new_poll)?;
+        let launched = startup::launch(s, w, stop, tx, &rx, inject)?;
         let go = startup::timeline(w);
         let wall_t0 = SystemTime::now() + startup::START_LEAD;
         launched.go(go);
@@ -172,7 +185,10 @@ mod tests {
             &o.validate().unwrap(),
             &Stop::new(),
             &Hooks::default(),
-            new_poll,
+            Inject {
+                new_poll,
+                ..Inject::REAL
+            },
         )
     }
 
@@ -221,5 +237,62 @@ mod tests {
             ),
         }
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+
+    /// An echo server on its own threads, for as long as the test process lives.
+    fn echo_server() -> std::net::SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let _ = s.set_nodelay(true);
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_generator_that_sends_late_is_marked_saturated_and_says_so() {
+        // Every send 800 µs late at 200 req/s: the lag limit is max(25 µs, 10 % of the 5 ms
+        // gap, 5 % of the corrected p99) = 500 µs here unless the p99 passes 10 ms. Before
+        // issue 18 the limit was 1 ms and this run was not flagged: its lag went into the
+        // server's latency unremarked. Ten connections, so that even on a busy machine a send
+        // finds a free one (a queued send is rule 3's, not the generator's).
+        let mut o = crate::Options::new(echo_server());
+        o.connections = 10;
+        o.rate = Some(200.0);
+        o.duration = Some(Duration::from_millis(1000));
+        o.warmup = Duration::from_millis(200);
+        let t = Instant::now();
+        let r = run_with(
+            &o.validate().unwrap(),
+            &Stop::new(),
+            &Hooks::default(),
+            Inject {
+                late_by: Duration::from_micros(800),
+                ..Inject::REAL
+            },
+        )
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let lag = r.send_lag_us.as_ref().unwrap();
+        assert!(lag.p50 >= 800.0, "the hook made every send late: {lag:?}");
+        assert!(r.saturated, "{:?}", r.warnings);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("saturated: the generator sent late")),
+            "{:?}",
+            r.warnings
+        );
     }
 }

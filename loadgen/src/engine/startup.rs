@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 
-use super::NewPoll;
+use super::Inject;
 use super::conn::{Conn, State};
 use super::errors::{Kind, kind_of};
 use super::mode::{Carrier, Mode};
@@ -205,7 +205,7 @@ pub(super) fn launch<'scope, 'env>(
     stop: &'env Stop,
     tx: Tx,
     rx: &mpsc::Receiver<(usize, Msg)>,
-    new_poll: NewPoll,
+    inject: Inject,
 ) -> Result<Launched<'scope>, LoadError> {
     let threads = w.effective_threads();
     let mut gos = Vec::with_capacity(threads);
@@ -219,7 +219,7 @@ pub(super) fn launch<'scope, 'env>(
             .name(format!("loadgen-{id}"))
             .spawn_scoped(s, move || {
                 let _notice = notice;
-                worker(w, plan, stop, tx, grx, new_poll)
+                worker(w, plan, stop, tx, grx, inject)
             });
         match spawned {
             Ok(h) => {

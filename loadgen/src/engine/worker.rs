@@ -36,11 +36,12 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::NewPoll;
+use super::Inject;
 use super::arrivals::Arrivals;
 use super::conn::{BACKOFF_MAX, BACKOFF_MIN, Conn, State};
 use super::errors::{Kind, count, kind_of};
 use super::intervals::Intervals;
+use super::margin::{self, Margin};
 use super::mode::{Carrier, Mode, Pacing};
 use super::msg::{Go, Msg, Outcome, Plan, Tx};
 use super::pipe::Req;
@@ -50,7 +51,7 @@ use super::stall::Stall;
 use super::startup::{Started, connect_blocking, connect_up_front};
 use crate::Stop;
 use crate::rng::Rng;
-use crate::timer::Timer;
+use crate::timer::{self, Timer};
 use crate::workload::{Options, Workload};
 
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
@@ -109,10 +110,14 @@ impl Budget {
 /// The pacing of a worker with the state it needs.
 enum Pace {
     Closed,
-    /// Open loop: the owed arrivals, and the precise timer for the next one (if the OS has one).
+    /// Open loop: the owed arrivals, the precise timer for the next one (if the OS has one) and
+    /// how long before a send that timer wakes the worker to spin the rest.
     Open {
         arrivals: Arrivals,
         timer: Option<Timer>,
+        margin: Margin,
+        /// This thread's mean gap between sends (1 / its rate).
+        gap: Duration,
     },
 }
 
@@ -127,6 +132,8 @@ pub(super) struct Prepared<'a> {
     rbuf: Vec<u8>,
     free: VecDeque<(usize, u32)>,
     timer: Option<Timer>,
+    margin: Margin,
+    late_by: Duration,
     out: Outcome,
     intervals: Intervals,
     tx: Tx,
@@ -139,9 +146,9 @@ pub(super) fn worker(
     stop: &Stop,
     tx: Tx,
     go: mpsc::Receiver<Go>,
-    new_poll: NewPoll,
+    inject: Inject,
 ) -> Option<Outcome> {
-    let prepared = Prepared::new(w, plan, stop, tx, new_poll)?;
+    let prepared = Prepared::new(w, plan, stop, tx, inject)?;
     let go = go.recv().ok()?;
     let mut wk = prepared.start(go);
     wk.run(stop);
@@ -150,8 +157,8 @@ pub(super) fn worker(
 
 impl<'a> Prepared<'a> {
     /// All the start-up work of one worker, then its `Ready` (or `SetupFailed`, then `None`).
-    fn new(w: &'a Workload, plan: Plan, stop: &Stop, tx: Tx, new_poll: NewPoll) -> Option<Self> {
-        Self::with_connect(w, plan, stop, tx, new_poll, connect_blocking)
+    fn new(w: &'a Workload, plan: Plan, stop: &Stop, tx: Tx, inject: Inject) -> Option<Self> {
+        Self::with_connect(w, plan, stop, tx, inject, connect_blocking)
     }
 
     /// [`Prepared::new`] with the up-front connect chosen by the caller (a test's).
@@ -160,7 +167,7 @@ impl<'a> Prepared<'a> {
         plan: Plan,
         stop: &Stop,
         tx: Tx,
-        new_poll: NewPoll,
+        inject: Inject,
         connect: impl FnMut(std::net::SocketAddr, Duration) -> io::Result<TcpStream>,
     ) -> Option<Self> {
         let o = w.options();
@@ -172,7 +179,14 @@ impl<'a> Prepared<'a> {
                 "could not pin a load thread to CPU {cpu}; running unpinned"
             ));
         }
-        let poll = match new_poll(plan.id) {
+        if !timer::precise_wakeups() {
+            warnings.push(
+                "could not set a load thread's timer slack to 1 ns: its wake-ups may be up to \
+                 50 µs late"
+                    .to_owned(),
+            );
+        }
+        let poll = match (inject.new_poll)(plan.id) {
             Ok(p) => p,
             Err(e) => {
                 // Not a connect error (`Ready`): the coordinator fails the whole run on this.
@@ -196,6 +210,11 @@ impl<'a> Prepared<'a> {
             Some(r) if r > 0.0 => Timer::new(poll.registry(), TIMER),
             _ => None,
         };
+        // After pinning and the timer slack, so it measures the wake-ups the run will have.
+        let margin = match timer {
+            Some(_) => margin::calibrate(),
+            None => Margin::new(),
+        };
         let slots = conns.len() * mode.slots(o.depth);
         let prepared = Self {
             w,
@@ -207,6 +226,8 @@ impl<'a> Prepared<'a> {
             // Every slot fits without growing, and each failure's stale entries besides.
             free: VecDeque::with_capacity(2 * slots),
             timer,
+            margin,
+            late_by: inject.late_by,
             out: Outcome::new(warnings),
             intervals: Intervals::new(mode.pacing == Pacing::Open, tx.clone(), plan.id),
             plan,
@@ -237,6 +258,8 @@ impl<'a> Prepared<'a> {
             rbuf,
             free,
             timer,
+            margin,
+            late_by,
             mut out,
             mut intervals,
             tx,
@@ -250,6 +273,8 @@ impl<'a> Prepared<'a> {
                     o.arrival,
                 ),
                 timer,
+                margin,
+                gap: Duration::from_secs_f64(1.0 / rate),
             },
             None => Pace::Closed,
         };
@@ -277,6 +302,7 @@ impl<'a> Prepared<'a> {
             tx,
             id: plan.id,
             started: false,
+            late_by,
         }
     }
 }
@@ -304,6 +330,8 @@ pub(super) struct Worker<'a> {
     id: usize,
     /// The up-front connections have been handed their first requests (or slots).
     started: bool,
+    /// A test's injected lateness before every open-loop send ([`Inject`]); zero otherwise.
+    late_by: Duration,
 }
 
 impl Worker<'_> {
@@ -322,7 +350,7 @@ impl Worker<'_> {
                 next_tick = now + TICK;
             }
             self.send_due(now);
-            let (timeout, spinning) = self.sleep(now, next_tick);
+            let (timeout, yield_if_idle) = self.sleep(now, next_tick);
             if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -332,8 +360,9 @@ impl Worker<'_> {
                     .push(format!("poll failed, the run ended early: {e}"));
                 break;
             }
-            if spinning && self.events.is_empty() {
-                // Spinning for an open-loop send: let a co-located server thread run meanwhile.
+            self.timer_woke();
+            if yield_if_idle && self.events.is_empty() {
+                // Spinning a millisecond without a timer: let a co-located server thread run.
                 std::thread::yield_now();
             }
             self.handle_events();
@@ -382,7 +411,10 @@ impl Worker<'_> {
         false
     }
 
-    /// How long the next poll may sleep, and whether the worker is spinning for a send.
+    /// How long the next poll may sleep, and whether to yield the CPU if it returns nothing
+    /// (spinning through the last millisecond where there is no precise timer). The margin spin
+    /// before a timed send does not yield: handing the core to another thread there is exactly
+    /// how a send comes out a scheduler slice late.
     fn sleep(&mut self, now: Instant, next_tick: Instant) -> (Duration, bool) {
         let mut wake = next_tick.min(self.intervals.next_boundary());
         if let Some(e) = self.go.end {
@@ -400,15 +432,49 @@ impl Worker<'_> {
             return (if ready { Duration::ZERO } else { timeout }, false);
         }
         let d = next - now;
-        let Pace::Open { timer, .. } = &mut self.pace else {
+        let Pace::Open {
+            timer, margin, gap, ..
+        } = &mut self.pace
+        else {
             return (timeout, false);
         };
-        if d < timeout && !timer.as_mut().is_some_and(|t| t.arm(next, d)) {
+        if let Some(t) = timer.as_mut() {
+            // Sleep until the margin before the send, then spin (polling the sockets with a
+            // zero timeout, so echoes are read on time too) the rest of the way; the margin
+            // is at most half the gap (`Margin::for_gap` says why).
+            let m = margin.for_gap(*gap);
+            if d <= m {
+                return (Duration::ZERO, false);
+            }
+            let after = d - m;
+            if after >= timeout || t.arm(next - m, after) {
+                return (timeout, false);
+            }
+        }
+        if d < timeout {
             // No precise timer: sleep whole milliseconds only (poll rounds up), then spin.
             let ms = Duration::from_millis(d.as_millis() as u64);
             return (ms, ms.is_zero());
         }
         (timeout, false)
+    }
+
+    /// If the poll just returned because the send timer fired, teach the margin how late that
+    /// wake-up was.
+    fn timer_woke(&mut self) {
+        let Pace::Open {
+            timer: Some(t),
+            margin,
+            ..
+        } = &mut self.pace
+        else {
+            return;
+        };
+        if let Some(deadline) = t.armed_for()
+            && self.events.iter().any(|e| e.token() == TIMER)
+        {
+            margin.woke(deadline, Instant::now());
+        }
     }
 
     fn handle_events(&mut self) {
@@ -465,14 +531,25 @@ impl Worker<'_> {
         t >= self.go.warm_end
     }
 
-    /// Open loop: send owed requests on free slots, at most [`ARRIVAL_BATCH`] this turn.
-    fn send_due(&mut self, now: Instant) {
+    /// Open loop: send owed requests on free slots, at most [`ARRIVAL_BATCH`] this turn. Those
+    /// that fell due while the turn was sending go in the same batch, not a poll later.
+    fn send_due(&mut self, mut now: Instant) {
         for _ in 0..ARRIVAL_BATCH {
             let Pace::Open { arrivals, .. } = &self.pace else {
                 return;
             };
-            let Some(intended) = arrivals.due(now) else {
-                return;
+            let intended = match arrivals.due(now) {
+                Some(t) => t,
+                None => {
+                    let later = Instant::now();
+                    match arrivals.due(later) {
+                        Some(t) => {
+                            now = later;
+                            t
+                        }
+                        None => return,
+                    }
+                }
             };
             if !self.budget.allows(self.measured(intended)) {
                 return;
@@ -518,6 +595,12 @@ impl Worker<'_> {
             return;
         };
         let intended = arrivals.take();
+        if !self.late_by.is_zero() {
+            let until = Instant::now() + self.late_by;
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
         let measured = self.measured(intended);
         self.budget.take(measured);
         if measured {
@@ -948,7 +1031,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (tx, _rx) = mpsc::channel();
         let (w, plan) = prepared(&listener, |o| o.rate = Some(1000.0));
-        let p = Prepared::new(&w, plan, &Stop::new(), tx, |_| Poll::new()).unwrap();
+        let p = Prepared::new(&w, plan, &Stop::new(), tx, Inject::REAL).unwrap();
         let t0 = Instant::now();
         let mut sent = None;
         let info = allocation_counter::measure(|| {
@@ -963,6 +1046,28 @@ mod tests {
         assert_eq!(info.count_total, 0, "allocated after t0: {info:?}");
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_worker_thread_asks_for_exact_timer_expiry() {
+        // Before: every load thread kept Linux's default 50 µs timer slack, so each timed
+        // wake-up (the send timer, the poll timeout) could fire up to 50 µs after its deadline.
+        std::thread::spawn(|| {
+            assert_ne!(
+                nix::sys::prctl::get_timerslack().unwrap(),
+                1,
+                "already exact"
+            );
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let (tx, _rx) = mpsc::channel();
+            let (w, plan) = prepared(&listener, |o| o.rate = Some(1000.0));
+            let p = Prepared::new(&w, plan, &Stop::new(), tx, Inject::REAL).unwrap();
+            assert!(p.out.warnings.is_empty(), "{:?}", p.out.warnings);
+            assert_eq!(nix::sys::prctl::get_timerslack().unwrap(), 1);
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn a_turn_sends_a_bounded_batch_however_much_is_owed() {
         // Ten seconds behind at 10^8 requests per second: 10^9 requests owed, 1,000 free slots.
@@ -974,7 +1079,7 @@ mod tests {
             o.rate = Some(1e8);
             o.depth = 1000;
         });
-        let p = Prepared::new(&w, plan, &Stop::new(), tx, |_| Poll::new()).unwrap();
+        let p = Prepared::new(&w, plan, &Stop::new(), tx, Inject::REAL).unwrap();
         let now = Instant::now();
         let mut wk = p.start(go_at(now - Duration::from_secs(10)));
         let t = Instant::now();

@@ -1,0 +1,225 @@
+//! How long before an open-loop send the worker wakes from its timer, to spin the rest of the
+//! way: the wake-up lateness this machine actually shows, learned from the worker's own wake-ups.
+//!
+//! A thread that sleeps until the intended send time sends late by however long the OS takes to
+//! run it again (tens of µs on the reference VM, with a tail near 1 ms), and in open loop every
+//! µs of that is charged to the server. So the worker sleeps until `margin` before the send and
+//! spins (polling its sockets with a zero timeout) the rest. The margin is a high quantile of
+//! the recent wake-up lateness plus a guard, measured at start ([`calibrate`]) and after every
+//! timer wake during the run ([`Margin::woke`]), and bounded by [`MAX`] so that a loaded machine,
+//! whose wake-ups are late by milliseconds, does not turn the generator into a full-time spinner:
+//! it sends late instead, and the saturation rule says so.
+//!
+//! Deliberately not here: the timer itself ([`crate::timer`]) and what the worker does while it
+//! spins. Allocation-free after [`Margin::new`] (one fixed array of 1 µs buckets, made at setup).
+
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+
+use crate::timer::Timer;
+
+/// The smallest margin: a wake-up is never assumed to be faster than this.
+pub(super) const MIN: Duration = Duration::from_micros(20);
+/// The largest margin: beyond it the generator would spin most of every gap at moderate rates;
+/// a machine this slow to wake a thread makes the run late, and the result says so.
+pub(super) const MAX: Duration = Duration::from_micros(500);
+/// The margin is capped at half the thread's mean gap between sends, but never below this: at
+/// gaps under 200 µs the thread is busy most of the time anyway, and a wake-up (≈ 50 µs typical
+/// on the reference VM) would make every send late.
+pub(super) const HALF_GAP_FLOOR: Duration = Duration::from_micros(100);
+/// Added to the learned quantile: the spin needs a few µs to notice the time and send.
+const GUARD: Duration = Duration::from_micros(10);
+/// The quantile of wake-up lateness the margin covers.
+const QUANTILE: f64 = 0.99;
+/// Lateness buckets of 1 µs; the last one holds everything from `BUCKETS - 1` µs up.
+const BUCKETS: usize = 1024;
+/// The margin is recomputed after this many wake-ups.
+const UPDATE_EVERY: u32 = 32;
+/// Past this many samples every bucket is halved, so old wake-ups fade and the margin follows
+/// the machine (a burst of load, then quiet again).
+const DECAY_AT: u32 = 4096;
+
+/// The learned margin and the recent wake-up lateness it comes from.
+pub(super) struct Margin {
+    buckets: Box<[u32; BUCKETS]>,
+    count: u32,
+    since_update: u32,
+    margin: Duration,
+}
+
+impl Margin {
+    /// No samples yet: the largest margin until some arrive.
+    pub(super) fn new() -> Self {
+        Self {
+            buckets: Box::new([0; BUCKETS]),
+            count: 0,
+            since_update: 0,
+            margin: MAX,
+        }
+    }
+
+    /// How long before a send to wake, for a thread whose mean gap between sends is `gap`:
+    /// never more than half of it (above [`HALF_GAP_FLOOR`]). A thread that never sleeps is a
+    /// CPU hog to the scheduler and, on a shared core, is preempted for whole slices (ms): the
+    /// very lateness the spin is for. This also bounds the spin's CPU to about half a core.
+    pub(super) fn for_gap(&self, gap: Duration) -> Duration {
+        self.margin.min((gap / 2).max(HALF_GAP_FLOOR))
+    }
+
+    /// A timer armed for `deadline` woke the thread at `now`.
+    pub(super) fn woke(&mut self, deadline: Instant, now: Instant) {
+        let late = now.saturating_duration_since(deadline).as_micros();
+        let b = usize::try_from(late).unwrap_or(usize::MAX).min(BUCKETS - 1);
+        self.buckets[b] += 1;
+        self.count += 1;
+        self.since_update += 1;
+        if self.since_update >= UPDATE_EVERY {
+            self.update();
+        }
+    }
+
+    /// Recompute the margin from the buckets (and let old samples fade).
+    fn update(&mut self) {
+        self.since_update = 0;
+        if self.count == 0 {
+            return;
+        }
+        let want = (f64::from(self.count) * QUANTILE).ceil() as u32;
+        let mut seen = 0;
+        let mut at = BUCKETS - 1;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                at = i;
+                break;
+            }
+        }
+        // The bucket's upper edge: a sample in bucket i was late by less than i + 1 µs.
+        let q = Duration::from_micros(at as u64 + 1);
+        self.margin = (q + GUARD).clamp(MIN, MAX);
+        if self.count >= DECAY_AT {
+            self.count = 0;
+            for n in self.buckets.iter_mut() {
+                *n /= 2;
+                self.count += *n;
+            }
+        }
+    }
+}
+
+/// Wake-ups measured before the run, on a scratch poller so no event of a real connection is
+/// consumed: sleeps of 50–250 µs, the gaps of the rates where lateness hurts most. Enough that
+/// one outlier is not the p99 (it was with 64, and pinned the margin at [`MAX`]), few enough to
+/// take about 40 ms.
+const CALIBRATION: u32 = 200;
+
+/// A margin learned from [`CALIBRATION`] timer wake-ups of this thread, or [`Margin::new`]'s if
+/// there is no precise timer here (then the worker spins the last millisecond anyway).
+pub(super) fn calibrate() -> Margin {
+    let mut m = Margin::new();
+    const TOKEN: Token = Token(0);
+    let Ok(mut poll) = Poll::new() else {
+        return m;
+    };
+    let Some(mut timer) = Timer::new(poll.registry(), TOKEN) else {
+        return m;
+    };
+    let mut events = Events::with_capacity(4);
+    for i in 0..CALIBRATION {
+        let after = Duration::from_micros(50 + u64::from(i % 5) * 50);
+        let deadline = Instant::now() + after;
+        if !timer.arm(deadline, after) {
+            return Margin::new();
+        }
+        // Bounded: a timer that never fires ends the calibration, not the thread.
+        let mut woke = false;
+        for _ in 0..20 {
+            if poll
+                .poll(&mut events, Some(Duration::from_millis(10)))
+                .is_ok()
+                && events.iter().any(|e| e.token() == TOKEN)
+            {
+                woke = true;
+                break;
+            }
+        }
+        if !woke {
+            return Margin::new();
+        }
+        m.woke(deadline, Instant::now());
+    }
+    m.update();
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(lateness_us: impl IntoIterator<Item = u64>) -> Margin {
+        let mut m = Margin::new();
+        let t = Instant::now();
+        for l in lateness_us {
+            m.woke(t, t + Duration::from_micros(l));
+        }
+        m.update();
+        m
+    }
+
+    #[test]
+    fn the_margin_covers_the_99th_percentile_of_wake_up_lateness_plus_a_guard() {
+        // 99 wake-ups 40 µs late and one 300 µs late: p99 is 40 µs, margin 41 + 10.
+        let m = fed(std::iter::repeat_n(40, 99).chain([300]));
+        assert_eq!(m.margin, Duration::from_micros(51));
+        // Two in a hundred at 300 µs: the tail is now the p99.
+        let m = fed(std::iter::repeat_n(40, 98).chain([300, 300]));
+        assert_eq!(m.margin, Duration::from_micros(311));
+    }
+
+    #[test]
+    fn the_margin_is_bounded_both_ways() {
+        assert_eq!(fed(std::iter::repeat_n(0, 100)).margin, MIN);
+        // A loaded machine, wake-ups milliseconds late: spin at most MAX, send late, say so.
+        assert_eq!(fed(std::iter::repeat_n(5_000, 100)).margin, MAX);
+        assert_eq!(Margin::new().margin, MAX, "no samples: assume the worst");
+    }
+
+    #[test]
+    fn the_margin_never_spins_more_than_half_the_gap_above_the_floor() {
+        let m = fed(std::iter::repeat_n(5_000, 100)); // MAX
+        assert_eq!(m.for_gap(Duration::from_millis(10)), MAX); // 100 req/s
+        assert_eq!(
+            m.for_gap(Duration::from_micros(500)),
+            Duration::from_micros(250)
+        );
+        assert_eq!(m.for_gap(Duration::from_micros(50)), HALF_GAP_FLOOR);
+        let quiet = fed(std::iter::repeat_n(30, 100));
+        assert_eq!(
+            quiet.for_gap(Duration::from_micros(50)),
+            Duration::from_micros(41)
+        );
+    }
+
+    #[test]
+    fn old_wake_ups_fade_and_the_margin_follows_the_machine() {
+        // A loaded spell, then quiet: the margin comes back down within a few decays.
+        let mut m = fed(std::iter::repeat_n(400, 4096));
+        assert_eq!(m.margin, Duration::from_micros(411));
+        let t = Instant::now();
+        for _ in 0..20_000 {
+            m.woke(t, t + Duration::from_micros(30));
+        }
+        assert_eq!(m.margin, Duration::from_micros(41));
+    }
+
+    #[test]
+    fn calibration_ends_with_a_margin_in_bounds() {
+        // Not a speed claim: whatever this machine's wake-ups, the margin is within its bounds,
+        // and calibration ends (200 sleeps of at most 250 µs, each wait bounded).
+        let t = Instant::now();
+        let m = calibrate();
+        assert!((MIN..=MAX).contains(&m.margin), "{:?}", m.margin);
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    }
+}
