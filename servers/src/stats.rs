@@ -142,6 +142,12 @@ impl LoopCounters {
         self.buffered.fetch_sub(n as u64, Relaxed);
     }
 
+    /// Bytes held read-but-unsent now (tests of the state machines).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> u64 {
+        self.buffered.load(Relaxed)
+    }
+
     /// A connection closed while still holding `n` bytes (reset by peer, stop).
     pub(crate) fn dropped(&self, n: usize) {
         if n > 0 {
