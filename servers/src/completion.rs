@@ -205,11 +205,6 @@ impl<F> Conns<F> {
         }
     }
 
-    /// How many connections are open.
-    pub(crate) fn len(&self) -> usize {
-        self.slab.len()
-    }
-
     /// The descriptor of connection `key`, to build its operation (`None` once it is closed).
     pub(crate) fn fd(&self, key: usize) -> Option<&F> {
         self.slab.get(key).map(|c| &c.fd)

@@ -53,6 +53,13 @@ mod epoll {
     crate::models::unsupported!("epoll is Linux only (mio and polling use kqueue/IOCP elsewhere)");
 }
 
+#[cfg(target_os = "linux")]
+mod uring;
+#[cfg(not(target_os = "linux"))]
+mod uring {
+    crate::models::unsupported!("io_uring is Linux only");
+}
+
 #[cfg(unix)]
 mod poll;
 #[cfg(not(unix))]
@@ -111,6 +118,8 @@ pub enum Model {
     Tokio,
     /// tokio, multi-thread runtime.
     TokioMt,
+    /// io_uring, one-shot operations (one ring per loop).
+    Uring,
 }
 
 /// A transport a model serves.
@@ -236,6 +245,14 @@ const REGISTRY: &[Entry] = &[
             thread: "tokio-mt",
             run: tokio::run_multi_thread,
         },
+    },
+    Entry {
+        model: Model::Uring,
+        name: "uring",
+        description: "io_uring completions, one-shot accept/recv/send, one ring per loop",
+        availability: uring::availability,
+        protocols: TCP,
+        run: Run::PerLoop(uring::run),
     },
 ];
 
