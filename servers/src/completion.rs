@@ -75,6 +75,10 @@ pub(crate) struct Submission {
     pub(crate) ptr: *mut u8,
     /// Bytes lent.
     pub(crate) len: usize,
+    /// A receive that follows a short one: the socket's queue was empty a moment ago, so the
+    /// driver may wait for data before trying (io_uring's `IORING_RECVSEND_POLL_FIRST`), which
+    /// saves the attempt that would only find nothing (the rule `conn` follows for readiness).
+    pub(crate) likely_empty: bool,
 }
 
 /// What a connection needs after an event.
@@ -133,6 +137,8 @@ struct Conn<F> {
     end: usize,
     /// A receive returned 0: the peer sent its FIN.
     read_closed: bool,
+    /// The last receive returned less than the buffer holds.
+    short_read: bool,
 }
 
 impl<F> Conn<F> {
@@ -165,6 +171,7 @@ impl<F> Conn<F> {
             kind,
             ptr: base.wrapping_add(range.start),
             len: range.len(),
+            likely_empty: kind == OpKind::Recv && self.short_read,
         };
         self.op = Some((kind, Some(lent)));
         sub
@@ -183,6 +190,7 @@ impl<F> Conn<F> {
                 kind: OpKind::Shutdown,
                 ptr: std::ptr::null_mut(),
                 len: 0,
+                likely_empty: false,
             };
         }
         let len = self.buf.as_ref().map_or(0, |b| b.len());
@@ -223,6 +231,7 @@ impl<F> Conns<F> {
             start: 0,
             end: 0,
             read_closed: false,
+            short_read: false,
         });
         conn.next(key)
     }
@@ -258,6 +267,7 @@ impl<F> Conns<F> {
                 counters.read(n);
                 conn.start = 0;
                 conn.end = n;
+                conn.short_read = n < conn.buf.as_ref().map_or(0, |b| b.len());
                 true
             }
             (OpKind::Send, Ok(n)) if n > 0 => {

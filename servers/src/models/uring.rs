@@ -50,6 +50,10 @@ const CANCEL: u64 = u64::MAX - 3;
 /// Below this, `user_data` is a connection operation.
 const RESERVED: u64 = CANCEL;
 
+/// `IORING_RECVSEND_POLL_FIRST` (linux/io_uring.h, in `sqe.ioprio`): wait for data before the
+/// first receive attempt.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
 /// Opcodes this model submits, with the names a user can look up.
 const OPCODES: &[(u8, &str)] = &[
     (opcode::Accept::CODE, "IORING_OP_ACCEPT"),
@@ -277,6 +281,9 @@ impl Loop {
         };
         let len = sub.len.min(u32::MAX as usize) as u32;
         let entry = match sub.kind {
+            OpKind::Recv if sub.likely_empty => opcode::Recv::new(fd, sub.ptr, len)
+                .ioprio(RECVSEND_POLL_FIRST)
+                .build(),
             OpKind::Recv => opcode::Recv::new(fd, sub.ptr, len).build(),
             OpKind::Send => opcode::Send::new(fd, sub.ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
