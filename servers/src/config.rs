@@ -68,6 +68,27 @@ impl std::str::FromStr for AcceptMode {
     }
 }
 
+/// Default submission-queue entries per io_uring ring.
+pub const DEFAULT_RING_ENTRIES: u32 = 1024;
+
+/// The io_uring models' own settings; other models ignore them (and `serve` refuses them for
+/// other models). What a model used is recorded in the stats' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UringOptions {
+    /// Submission queue entries per ring; the kernel rounds up to a power of two and gives the
+    /// completion queue twice as many. A turn that queues more submissions than this submits
+    /// the full queue and goes on, so this trades memory for fewer `io_uring_enter` calls.
+    pub ring_entries: u32,
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        Self {
+            ring_entries: DEFAULT_RING_ENTRIES,
+        }
+    }
+}
+
 /// Settings every model honours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -80,6 +101,9 @@ pub struct Config {
     pub backlog: i32,
     /// How loops share the port when `threads > 1`.
     pub accept: AcceptMode,
+    /// io_uring models only (`uring`).
+    #[serde(default)]
+    pub uring: UringOptions,
 }
 
 impl Default for Config {
@@ -89,6 +113,7 @@ impl Default for Config {
             buffer_size: DEFAULT_BUFFER,
             backlog: DEFAULT_BACKLOG,
             accept: AcceptMode::platform_default(),
+            uring: UringOptions::default(),
         }
     }
 }
@@ -108,6 +133,17 @@ pub enum ConfigError {
     /// The model has no loops to multiply.
     #[error("{0} runs one thread per client: --threads does not apply (leave it at 1)")]
     ThreadsNotApplicable(&'static str),
+    /// The ring size is out of what io_uring takes.
+    #[error("--ring-entries must be between 1 and 32768 (got {0})")]
+    RingEntries(u32),
+    /// An option of other models was given.
+    #[error("{option} applies to the io_uring models only, not {model}")]
+    NotThisModel {
+        /// The option, as a flag.
+        option: &'static str,
+        /// The model asked for.
+        model: &'static str,
+    },
     /// The accept mode does not exist on this OS.
     #[error(
         "--accept {0} is not available on this OS (SO_REUSEPORT does not balance here): use --accept handoff"
@@ -126,6 +162,9 @@ impl Config {
         }
         if !(1..=65535).contains(&self.backlog) {
             return Err(ConfigError::Backlog(self.backlog));
+        }
+        if !(1..=32768).contains(&self.uring.ring_entries) {
+            return Err(ConfigError::RingEntries(self.uring.ring_entries));
         }
         if !self.accept.is_supported() {
             return Err(ConfigError::AcceptMode(self.accept));
@@ -156,6 +195,13 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::Backlog(0)));
+        let bad = Config {
+            uring: UringOptions {
+                ring_entries: 65536,
+            },
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::RingEntries(65536)));
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod stop;
 mod wake;
 
 pub use affinity::{PinError, pin_process};
-pub use config::{AcceptMode, Config, ConfigError};
+pub use config::{AcceptMode, Config, ConfigError, UringOptions};
 pub use ctx::{StartError, Unsupported};
 pub use models::{Model, Proto};
 pub use server::Server;

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AcceptMode, Config, ConfigError};
+use crate::config::{AcceptMode, Config, ConfigError, UringOptions};
 use crate::ctx::{Ctx, Unsupported, spawn};
 use crate::listen::Incoming;
 
@@ -328,6 +328,12 @@ impl Model {
         if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
+        if self != Model::Uring && config.uring != UringOptions::default() {
+            return Err(ConfigError::NotThisModel {
+                option: "--ring-entries",
+                model: self.name(),
+            });
+        }
         Ok(())
     }
 
@@ -456,5 +462,11 @@ mod tests {
         assert_eq!(Model::Blocking.loops(&config(1, AcceptMode::Handoff)), 1);
         assert!(Model::Blocking.check_config(&four).is_err());
         assert!(Model::Epoll.check_config(&four).is_ok());
+        let big_ring = Config {
+            uring: UringOptions { ring_entries: 4096 },
+            ..Config::default()
+        };
+        assert!(Model::Uring.check_config(&big_ring).is_ok());
+        assert!(Model::Epoll.check_config(&big_ring).is_err());
     }
 }

@@ -35,10 +35,6 @@ use crate::listen::{ERROR_RUN, EXHAUSTED_PAUSE, Inbox, Incoming};
 use crate::stats::LoopCounters;
 use crate::sys::is_fd_exhaustion;
 
-/// Submission queue entries per ring (the completion queue gets twice as many). Big enough
-/// that a turn's submissions rarely fill it; when they do, the loop submits and goes on.
-pub(crate) const RING_ENTRIES: u32 = 1024;
-
 /// The one accept in flight (one-shot: resubmitted after each completion).
 const ACCEPT: u64 = u64::MAX;
 /// The read of the loop's eventfd (stop, hand-off), always in flight while the loop runs.
@@ -117,7 +113,7 @@ fn missing_opcode(supported: impl Fn(u8) -> bool) -> Result<(), String> {
 
 /// Runs one loop (one ring) until stop.
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let ring = IoUring::new(RING_ENTRIES)?;
+    let ring = IoUring::new(ctx.config.uring.ring_entries)?;
     ctx.shared
         .setting("ring_entries", ring.params().sq_entries());
     ctx.shared.setting("cq_entries", ring.params().cq_entries());
@@ -140,7 +136,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         accepting: false,
         pausing: false,
         accept_error_run: 0,
-        cqes: Vec::with_capacity(RING_ENTRIES as usize * 2),
+        cqes: Vec::new(),
     };
     lp.arm_wake();
     if lp.listener.is_some() {
