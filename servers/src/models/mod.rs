@@ -16,8 +16,10 @@
 //!   every connection, updates the counters and returns promptly.
 //!
 //! Readiness models share [`conn`](crate::conn)'s state machine; completion models (io_uring,
-//! IOCP) share buffer-ownership rules instead, and plug in here the same way: a `run` per loop
-//! (or per server), an availability check, and the same [`Ctx`].
+//! IOCP) share [`completion`](crate::completion)'s instead (a buffer lent to the kernel comes
+//! back only with its completion; stop cancels and drains before anything is freed), and plug
+//! in here the same way: a `run` per loop (or per server), an availability check, and the same
+//! [`Ctx`].
 //!
 //! # The registry
 //! One table, [`REGISTRY`], one row per model: name, description, availability, how it runs
