@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// completion queue gets twice as many). Recorded in the stats' settings.
     #[arg(long, value_name = "N", default_value_t = UringOptions::default().ring_entries)]
     ring_entries: u32,
+    /// uring-multishot: buffers in each loop's provided-buffer ring (a power of two), each
+    /// --buffer bytes, shared by the loop's connections. Recorded in the stats' settings.
+    #[arg(long, value_name = "N", default_value_t = UringOptions::default().ring_buffers)]
+    ring_buffers: u16,
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
@@ -69,6 +73,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         accept: args.accept.unwrap_or_else(AcceptMode::platform_default),
         uring: UringOptions {
             ring_entries: args.ring_entries,
+            ring_buffers: args.ring_buffers,
         },
     };
     // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on

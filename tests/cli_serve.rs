@@ -375,7 +375,16 @@ fn connect_many(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 fn emfile_pauses_accepting_without_spinning_and_recovers() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     for model in [
-        "blocking", "select", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt", "uring",
+        "blocking",
+        "select",
+        "poll",
+        "epoll",
+        "mio",
+        "polling",
+        "tokio",
+        "tokio-mt",
+        "uring",
+        "uring-multishot",
     ] {
         // A server limited to 64 descriptors, asked to hold 100 connections.
         let mut cmd = Command::new("prlimit");

@@ -79,12 +79,25 @@ pub struct UringOptions {
     /// completion queue twice as many. A turn that queues more submissions than this submits
     /// the full queue and goes on, so this trades memory for fewer `io_uring_enter` calls.
     pub ring_entries: u32,
+    /// `uring-multishot`: buffers in each loop's provided-buffer ring (a power of two up to
+    /// 32768), each `buffer_size` bytes. All of a loop's connections receive into them, so this
+    /// bounds what a loop holds, and a loop whose buffers are all held pauses its receives.
+    #[serde(default = "default_ring_buffers")]
+    pub ring_buffers: u16,
+}
+
+/// Default buffers in a `uring-multishot` loop's ring: 256 × 16 KiB = 4 MiB per loop.
+pub const DEFAULT_RING_BUFFERS: u16 = 256;
+
+fn default_ring_buffers() -> u16 {
+    DEFAULT_RING_BUFFERS
 }
 
 impl Default for UringOptions {
     fn default() -> Self {
         Self {
             ring_entries: DEFAULT_RING_ENTRIES,
+            ring_buffers: DEFAULT_RING_BUFFERS,
         }
     }
 }
@@ -136,6 +149,9 @@ pub enum ConfigError {
     /// The ring size is out of what io_uring takes.
     #[error("--ring-entries must be between 1 and 32768 (got {0})")]
     RingEntries(u32),
+    /// The buffer ring's size is not one io_uring takes.
+    #[error("--ring-buffers must be a power of two between 1 and 32768 (got {0})")]
+    RingBuffers(u16),
     /// An option of other models was given.
     #[error("{option} applies to the io_uring models only, not {model}")]
     NotThisModel {
@@ -165,6 +181,9 @@ impl Config {
         }
         if !(1..=32768).contains(&self.uring.ring_entries) {
             return Err(ConfigError::RingEntries(self.uring.ring_entries));
+        }
+        if !self.uring.ring_buffers.is_power_of_two() || self.uring.ring_buffers > 32768 {
+            return Err(ConfigError::RingBuffers(self.uring.ring_buffers));
         }
         if !self.accept.is_supported() {
             return Err(ConfigError::AcceptMode(self.accept));
@@ -198,10 +217,19 @@ mod tests {
         let bad = Config {
             uring: UringOptions {
                 ring_entries: 65536,
+                ..UringOptions::default()
             },
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::RingEntries(65536)));
+        let bad = Config {
+            uring: UringOptions {
+                ring_buffers: 100,
+                ..UringOptions::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::RingBuffers(100)));
     }
 
     #[test]

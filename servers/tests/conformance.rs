@@ -346,7 +346,8 @@ fn non_reading_client(model: Model, variant: Variant) -> Result<(), Failed> {
     const TOTAL: usize = 64 << 20;
     const CHUNK: usize = 64 << 10;
     let server = start(model, variant);
-    let buffer = config(variant).buffer_size as u64;
+    // One buffer (for uring-multishot: its loop's ring, which its connections share).
+    let buffer = model.held_per_connection(&config(variant)) as u64;
     let s = connect(server.local_addr());
     let (_, seed) = Rng::from_time();
     let mut w = s.try_clone()?;

@@ -5,7 +5,11 @@
 //! - echoes every byte, in order, on every connection (RFC 862);
 //! - sets `TCP_NODELAY` on accepted sockets and reads with the configured buffer size;
 //! - applies backpressure: while a connection has unwritten bytes it reads no more, so one
-//!   connection never holds more than one buffer;
+//!   connection never holds more than one buffer. The one exception is `uring-multishot`,
+//!   whose connections share their loop's provided-buffer ring: a receive armed once keeps
+//!   receiving until its cancel takes effect, so a connection whose echo is stuck holds its
+//!   buffers up to the whole ring, and never more ([`Model::held_per_connection`] says which
+//!   bound applies; the loop as a whole never holds more than its ring);
 //! - handles partial writes, `WouldBlock`, half-close (after the client's FIN it sends what is
 //!   pending, then shuts its write side and closes) and reset by peer (the connection ends,
 //!   the server goes on);
@@ -60,6 +64,9 @@ mod uring;
 #[cfg(not(target_os = "linux"))]
 mod uring {
     crate::models::unsupported!("io_uring is Linux only");
+    pub(crate) mod multishot {
+        crate::models::unsupported!("io_uring is Linux only");
+    }
 }
 
 #[cfg(unix)]
@@ -122,6 +129,8 @@ pub enum Model {
     TokioMt,
     /// io_uring, one-shot operations (one ring per loop).
     Uring,
+    /// io_uring, multishot accept and receive into a provided-buffer ring.
+    UringMultishot,
 }
 
 /// A transport a model serves.
@@ -256,6 +265,14 @@ const REGISTRY: &[Entry] = &[
         protocols: TCP,
         run: Run::PerLoop(uring::run),
     },
+    Entry {
+        model: Model::UringMultishot,
+        name: "uring-multishot",
+        description: "io_uring, multishot accept/recv into a shared provided-buffer ring, DEFER_TASKRUN",
+        availability: uring::multishot::availability,
+        protocols: TCP,
+        run: Run::PerLoop(uring::multishot::run),
+    },
 ];
 
 // Row i describes the model whose discriminant is i, so `Model::entry` can index.
@@ -325,14 +342,33 @@ impl Model {
         })
     }
 
+    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer for
+    /// every model except `uring-multishot`, where it is the loop's whole buffer ring (its
+    /// connections share it, and a receive armed once keeps delivering until its cancel takes
+    /// effect).
+    pub fn held_per_connection(self, config: &Config) -> usize {
+        match self {
+            Model::UringMultishot => config.buffer_size * config.uring.ring_buffers as usize,
+            _ => config.buffer_size,
+        }
+    }
+
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
         if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
-        if self != Model::Uring && config.uring != UringOptions::default() {
+        let uring = matches!(self, Model::Uring | Model::UringMultishot);
+        let default = UringOptions::default();
+        if !uring && config.uring.ring_entries != default.ring_entries {
             return Err(ConfigError::NotThisModel {
                 option: "--ring-entries",
+                model: self.name(),
+            });
+        }
+        if self != Model::UringMultishot && config.uring.ring_buffers != default.ring_buffers {
+            return Err(ConfigError::NotThisModel {
+                option: "--ring-buffers",
                 model: self.name(),
             });
         }
@@ -465,7 +501,10 @@ mod tests {
         assert!(Model::Blocking.check_config(&four).is_err());
         assert!(Model::Epoll.check_config(&four).is_ok());
         let big_ring = Config {
-            uring: UringOptions { ring_entries: 4096 },
+            uring: UringOptions {
+                ring_entries: 4096,
+                ..UringOptions::default()
+            },
             ..Config::default()
         };
         assert!(Model::Uring.check_config(&big_ring).is_ok());

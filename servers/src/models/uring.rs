@@ -21,9 +21,8 @@
 //! `SQPOLL`: it is the baseline the later io_uring variants are measured against.
 #![allow(unsafe_code)] // raw descriptors and operations whose memory the kernel uses: the FFI edge
 
-// The provided-buffer ring of `uring-multishot`, which is not built yet: tested, not used.
-#[allow(dead_code)]
 mod bufring;
+pub(crate) mod multishot;
 
 use std::collections::VecDeque;
 use std::io;
