@@ -1,7 +1,7 @@
 //! A provided-buffer ring (`IORING_REGISTER_PBUF_RING`): the buffers multishot receives pick from.
 //!
-//! The groundwork of `uring-multishot`, which is not built yet (and so not registered): one
-//! ring of `count` buffers of `size` bytes shared by a loop's connections. The kernel takes a
+//! `uring-multishot`'s buffers: one ring of `count` buffers of `size` bytes shared by a loop's
+//! connections. The kernel takes a
 //! buffer for each receive it completes and names it in the completion (`cqueue::buffer_select`);
 //! the loop reads the data there and hands the buffer back with [`BufRing::give_back`] only
 //! once the send that echoed it completed. An empty ring makes a multishot receive end with
