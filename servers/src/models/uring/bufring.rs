@@ -77,6 +77,11 @@ impl BufRing {
         Ok(ring)
     }
 
+    /// How many buffers the ring has.
+    pub(crate) fn count(&self) -> usize {
+        self.count as usize
+    }
+
     /// The buffer group id receives name.
     pub(crate) fn bgid(&self) -> u16 {
         self.bgid

@@ -102,6 +102,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         backlog: VecDeque::new(),
         bufs: Some(bufs),
         conns: Slab::new(),
+        held: 0,
         starved: Vec::new(),
         wake_starved: Vec::new(),
         counters: ctx.shared.new_loop(),
@@ -166,6 +167,8 @@ struct Loop {
     /// `None` only after stop unregistered it.
     bufs: Option<BufRing>,
     conns: Slab<Conn>,
+    /// Ring buffers connections hold (received, echo not yet sent).
+    held: usize,
     /// Connections whose receive ran the ring dry, to re-arm as buffers come back.
     starved: Vec<usize>,
     /// Starved connections a returned buffer woke: advanced once the current event is done.
@@ -366,6 +369,7 @@ impl Loop {
 
     /// A ring buffer is free again; a connection that ran the ring dry may receive again.
     fn give_back(&mut self, bid: u16) {
+        self.held -= 1;
         self.bufs().give_back(bid);
         while let Some(key) = self.starved.pop() {
             if let Some(conn) = self.conns.get_mut(key) {
@@ -469,9 +473,11 @@ impl Loop {
                         let bid = bid.expect("a receive with data names its buffer");
                         counters.read(n as usize);
                         conn.held.push_back((bid, n as usize));
-                        if conn.held.len() > 1 && conn.receiving && !conn.cancelling {
+                        let cancel = conn.held.len() > 1 && conn.receiving && !conn.cancelling;
+                        self.held += 1;
+                        if cancel {
                             // An echo is still unsent: no more for this one until it is.
-                            conn.cancelling = true;
+                            self.conns[key].cancelling = true;
                             self.push(
                                 opcode::AsyncCancel::new(tag(key, OpKind::Recv))
                                     .build()
@@ -482,10 +488,17 @@ impl Loop {
                     0 => {
                         conn.eof = true;
                         if let Some(bid) = bid {
+                            self.held += 1;
                             self.give_back(bid);
                         }
                     }
                     e if e == -libc::ENOBUFS => {
+                        // Buffers may have come back in this same batch, before this
+                        // completion was handled: then nobody would wake it, so re-arm now.
+                        if self.held < self.bufs().count() {
+                            return;
+                        }
+                        let conn = &mut self.conns[key];
                         conn.starved = true;
                         self.starved.push(key);
                     }
