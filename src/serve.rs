@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use servers::{AcceptMode, Config, Model, PinError, Server, StartError};
+use servers::{AcceptMode, Config, Model, PinError, Server, StartError, UringOptions};
 
 use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// warning and the server runs unpinned).
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     cpus: Option<CpuList>,
+    /// io_uring models: submission queue entries per ring (rounded up to a power of two; the
+    /// completion queue gets twice as many). Recorded in the stats' settings.
+    #[arg(long, value_name = "N", default_value_t = UringOptions::default().ring_entries)]
+    ring_entries: u32,
+    /// uring-multishot: buffers in each loop's provided-buffer ring (a power of two), each
+    /// --buffer bytes, shared by the loop's connections. Recorded in the stats' settings.
+    #[arg(long, value_name = "N", default_value_t = UringOptions::default().ring_buffers)]
+    ring_buffers: u16,
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
@@ -63,6 +71,10 @@ pub fn run(args: ServeArgs) -> CliResult {
         buffer_size: args.buffer,
         backlog: args.backlog,
         accept: args.accept.unwrap_or_else(AcceptMode::platform_default),
+        uring: UringOptions {
+            ring_entries: args.ring_entries,
+            ring_buffers: args.ring_buffers,
+        },
     };
     // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on
     // Linux threads inherit the affinity of the thread that creates them.

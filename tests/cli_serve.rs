@@ -374,7 +374,16 @@ fn connect_many(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 fn emfile_pauses_accepting_without_spinning_and_recovers() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     for model in [
-        "blocking", "select", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt",
+        "blocking",
+        "select",
+        "poll",
+        "epoll",
+        "mio",
+        "polling",
+        "tokio",
+        "tokio-mt",
+        "uring",
+        "uring-multishot",
     ] {
         // A server limited to 64 descriptors, asked to hold 100 connections.
         let mut cmd = Command::new("prlimit");
@@ -457,7 +466,7 @@ fn ten_thousand_connections() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     // One model at a time: the test process holds the 10,000 client ends itself.
     for model in [
-        "blocking", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt",
+        "blocking", "poll", "epoll", "mio", "polling", "tokio", "tokio-mt", "uring",
     ] {
         let server = Serve::start(&[model, "--listen", "127.0.0.1:0"]);
         let clients = connect_many(server.addr, 10_000);

@@ -68,6 +68,40 @@ impl std::str::FromStr for AcceptMode {
     }
 }
 
+/// Default submission-queue entries per io_uring ring.
+pub const DEFAULT_RING_ENTRIES: u32 = 1024;
+
+/// The io_uring models' own settings; other models ignore them (and `serve` refuses them for
+/// other models). What a model used is recorded in the stats' settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UringOptions {
+    /// Submission queue entries per ring; the kernel rounds up to a power of two and gives the
+    /// completion queue twice as many. A turn that queues more submissions than this submits
+    /// the full queue and goes on, so this trades memory for fewer `io_uring_enter` calls.
+    pub ring_entries: u32,
+    /// `uring-multishot`: buffers in each loop's provided-buffer ring (a power of two up to
+    /// 32768), each `buffer_size` bytes. All of a loop's connections receive into them, so this
+    /// bounds what a loop holds, and a loop whose buffers are all held pauses its receives.
+    #[serde(default = "default_ring_buffers")]
+    pub ring_buffers: u16,
+}
+
+/// Default buffers in a `uring-multishot` loop's ring: 256 × 16 KiB = 4 MiB per loop.
+pub const DEFAULT_RING_BUFFERS: u16 = 256;
+
+fn default_ring_buffers() -> u16 {
+    DEFAULT_RING_BUFFERS
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        Self {
+            ring_entries: DEFAULT_RING_ENTRIES,
+            ring_buffers: DEFAULT_RING_BUFFERS,
+        }
+    }
+}
+
 /// Settings every model honours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
@@ -80,6 +114,9 @@ pub struct Config {
     pub backlog: i32,
     /// How loops share the port when `threads > 1`.
     pub accept: AcceptMode,
+    /// io_uring models only (`uring`).
+    #[serde(default)]
+    pub uring: UringOptions,
 }
 
 impl Default for Config {
@@ -89,6 +126,7 @@ impl Default for Config {
             buffer_size: DEFAULT_BUFFER,
             backlog: DEFAULT_BACKLOG,
             accept: AcceptMode::platform_default(),
+            uring: UringOptions::default(),
         }
     }
 }
@@ -108,6 +146,20 @@ pub enum ConfigError {
     /// The model has no loops to multiply.
     #[error("{0} runs one thread per client: --threads does not apply (leave it at 1)")]
     ThreadsNotApplicable(&'static str),
+    /// The ring size is out of what io_uring takes.
+    #[error("--ring-entries must be between 1 and 32768 (got {0})")]
+    RingEntries(u32),
+    /// The buffer ring's size is not one io_uring takes.
+    #[error("--ring-buffers must be a power of two between 1 and 32768 (got {0})")]
+    RingBuffers(u16),
+    /// An option of other models was given.
+    #[error("{option} applies to the io_uring models only, not {model}")]
+    NotThisModel {
+        /// The option, as a flag.
+        option: &'static str,
+        /// The model asked for.
+        model: &'static str,
+    },
     /// The accept mode does not exist on this OS.
     #[error(
         "--accept {0} is not available on this OS (SO_REUSEPORT does not balance here): use --accept handoff"
@@ -126,6 +178,12 @@ impl Config {
         }
         if !(1..=65535).contains(&self.backlog) {
             return Err(ConfigError::Backlog(self.backlog));
+        }
+        if !(1..=32768).contains(&self.uring.ring_entries) {
+            return Err(ConfigError::RingEntries(self.uring.ring_entries));
+        }
+        if !self.uring.ring_buffers.is_power_of_two() || self.uring.ring_buffers > 32768 {
+            return Err(ConfigError::RingBuffers(self.uring.ring_buffers));
         }
         if !self.accept.is_supported() {
             return Err(ConfigError::AcceptMode(self.accept));
@@ -156,6 +214,22 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::Backlog(0)));
+        let bad = Config {
+            uring: UringOptions {
+                ring_entries: 65536,
+                ..UringOptions::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::RingEntries(65536)));
+        let bad = Config {
+            uring: UringOptions {
+                ring_buffers: 100,
+                ..UringOptions::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(bad.validate(), Err(ConfigError::RingBuffers(100)));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! What every model guarantees is written once, in the (private) `models` module's docs
 //! (`servers/src/models/mod.rs`).
-// `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll}.rs,
+// `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll,uring}.rs,
 // models/polling/registered.rs and affinity/windows.rs, each block with its SAFETY line.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -19,6 +19,10 @@
 mod sys;
 mod affinity;
 mod config;
+// Shared with IOCP once it lands; only io_uring (Linux) drives it today.
+// Shared with IOCP once that lands; only io_uring (Linux) drives it today.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod completion;
 mod conn;
 mod ctx;
 mod listen;
@@ -29,7 +33,7 @@ mod stop;
 mod wake;
 
 pub use affinity::{PinError, pin_process};
-pub use config::{AcceptMode, Config, ConfigError};
+pub use config::{AcceptMode, Config, ConfigError, UringOptions};
 pub use ctx::{StartError, Unsupported};
 pub use models::{Model, Proto};
 pub use server::Server;

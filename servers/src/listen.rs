@@ -28,7 +28,7 @@ use crate::sys;
 pub(crate) const EXHAUSTED_PAUSE: Duration = Duration::from_millis(100);
 
 /// Consecutive unexplained accept errors before a loop backs off briefly anyway.
-const ERROR_RUN: usize = 64;
+pub(crate) const ERROR_RUN: usize = 64;
 
 /// The bound, listening sockets of one server.
 pub(crate) struct Bound {

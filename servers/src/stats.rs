@@ -28,7 +28,8 @@ pub struct ServerStats {
     /// Bytes written back.
     pub bytes_out: u64,
     /// Most bytes held read-but-unsent at once: exact for one loop; with several loops, the sum
-    /// of each loop's peak (an upper bound). Bounded by open connections × `buffer_size`.
+    /// of each loop's peak (an upper bound). Bounded by open connections × `buffer_size`
+    /// (for `uring-multishot`, by each loop's provided-buffer ring instead).
     pub peak_buffered_bytes: u64,
     /// Accept calls that failed (peer reset before accept, `EMFILE`, a descriptor `select`
     /// cannot hold); never fatal.
@@ -140,6 +141,12 @@ impl LoopCounters {
     pub(crate) fn wrote(&self, n: usize) {
         self.bytes_out.fetch_add(n as u64, Relaxed);
         self.buffered.fetch_sub(n as u64, Relaxed);
+    }
+
+    /// Bytes held read-but-unsent now (tests of the state machines).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> u64 {
+        self.buffered.load(Relaxed)
     }
 
     /// A connection closed while still holding `n` bytes (reset by peer, stop).

@@ -5,7 +5,11 @@
 //! - echoes every byte, in order, on every connection (RFC 862);
 //! - sets `TCP_NODELAY` on accepted sockets and reads with the configured buffer size;
 //! - applies backpressure: while a connection has unwritten bytes it reads no more, so one
-//!   connection never holds more than one buffer;
+//!   connection never holds more than one buffer. The one exception is `uring-multishot`,
+//!   whose connections share their loop's provided-buffer ring: a receive armed once keeps
+//!   receiving until its cancel takes effect, so a connection whose echo is stuck holds its
+//!   buffers up to the whole ring, and never more ([`Model::held_per_connection`] says which
+//!   bound applies; the loop as a whole never holds more than its ring);
 //! - handles partial writes, `WouldBlock`, half-close (after the client's FIN it sends what is
 //!   pending, then shuts its write side and closes) and reset by peer (the connection ends,
 //!   the server goes on);
@@ -16,8 +20,10 @@
 //!   every connection, updates the counters and returns promptly.
 //!
 //! Readiness models share [`conn`](crate::conn)'s state machine; completion models (io_uring,
-//! IOCP) share buffer-ownership rules instead, and plug in here the same way: a `run` per loop
-//! (or per server), an availability check, and the same [`Ctx`].
+//! IOCP) share [`completion`](crate::completion)'s instead (a buffer lent to the kernel comes
+//! back only with its completion; stop cancels and drains before anything is freed), and plug
+//! in here the same way: a `run` per loop (or per server), an availability check, and the same
+//! [`Ctx`].
 //!
 //! # The registry
 //! One table, [`REGISTRY`], one row per model: name, description, availability, how it runs
@@ -34,7 +40,7 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AcceptMode, Config, ConfigError};
+use crate::config::{AcceptMode, Config, ConfigError, UringOptions};
 use crate::ctx::{Ctx, Unsupported, spawn};
 use crate::listen::Incoming;
 
@@ -51,6 +57,16 @@ mod epoll;
 #[cfg(not(target_os = "linux"))]
 mod epoll {
     crate::models::unsupported!("epoll is Linux only (mio and polling use kqueue/IOCP elsewhere)");
+}
+
+#[cfg(target_os = "linux")]
+mod uring;
+#[cfg(not(target_os = "linux"))]
+mod uring {
+    crate::models::unsupported!("io_uring is Linux only");
+    pub(crate) mod multishot {
+        crate::models::unsupported!("io_uring is Linux only");
+    }
 }
 
 #[cfg(unix)]
@@ -111,6 +127,10 @@ pub enum Model {
     Tokio,
     /// tokio, multi-thread runtime.
     TokioMt,
+    /// io_uring, one-shot operations (one ring per loop).
+    Uring,
+    /// io_uring, multishot accept and receive into a provided-buffer ring.
+    UringMultishot,
 }
 
 /// A transport a model serves.
@@ -237,6 +257,22 @@ const REGISTRY: &[Entry] = &[
             run: tokio::run_multi_thread,
         },
     },
+    Entry {
+        model: Model::Uring,
+        name: "uring",
+        description: "io_uring completions, one-shot accept/recv/send, one ring per loop",
+        availability: uring::availability,
+        protocols: TCP,
+        run: Run::PerLoop(uring::run),
+    },
+    Entry {
+        model: Model::UringMultishot,
+        name: "uring-multishot",
+        description: "io_uring, multishot accept/recv into a shared provided-buffer ring, DEFER_TASKRUN",
+        availability: uring::multishot::availability,
+        protocols: TCP,
+        run: Run::PerLoop(uring::multishot::run),
+    },
 ];
 
 // Row i describes the model whose discriminant is i, so `Model::entry` can index.
@@ -306,10 +342,35 @@ impl Model {
         })
     }
 
+    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer for
+    /// every model except `uring-multishot`, where it is the loop's whole buffer ring (its
+    /// connections share it, and a receive armed once keeps delivering until its cancel takes
+    /// effect).
+    pub fn held_per_connection(self, config: &Config) -> usize {
+        match self {
+            Model::UringMultishot => config.buffer_size * config.uring.ring_buffers as usize,
+            _ => config.buffer_size,
+        }
+    }
+
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
         if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
+        }
+        let uring = matches!(self, Model::Uring | Model::UringMultishot);
+        let default = UringOptions::default();
+        if !uring && config.uring.ring_entries != default.ring_entries {
+            return Err(ConfigError::NotThisModel {
+                option: "--ring-entries",
+                model: self.name(),
+            });
+        }
+        if self != Model::UringMultishot && config.uring.ring_buffers != default.ring_buffers {
+            return Err(ConfigError::NotThisModel {
+                option: "--ring-buffers",
+                model: self.name(),
+            });
         }
         Ok(())
     }
@@ -439,5 +500,14 @@ mod tests {
         assert_eq!(Model::Blocking.loops(&config(1, AcceptMode::Handoff)), 1);
         assert!(Model::Blocking.check_config(&four).is_err());
         assert!(Model::Epoll.check_config(&four).is_ok());
+        let big_ring = Config {
+            uring: UringOptions {
+                ring_entries: 4096,
+                ..UringOptions::default()
+            },
+            ..Config::default()
+        };
+        assert!(Model::Uring.check_config(&big_ring).is_ok());
+        assert!(Model::Epoll.check_config(&big_ring).is_err());
     }
 }

@@ -1,0 +1,616 @@
+//! `uring-multishot`: io_uring with operations armed once. Multishot accept, multishot receive
+//! into a provided-buffer ring shared by the loop's connections ([`BufRing`]), and a ring set
+//! up with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (completions are
+//! processed only when the loop enters the kernel, never by interrupting it); a kernel that
+//! refuses those flags gets a plain ring, and the settings say which.
+//!
+//! A receive completion names the ring buffer the kernel filled; the loop sends from that
+//! buffer and returns it to the ring only after the send completed. Backpressure: a connection
+//! keeps its multishot receive while its echoes keep up; when data arrives while a send is
+//! still pending, the receive is cancelled and re-armed only once everything held was sent, so
+//! a stuck connection holds its pending buffer plus what the kernel delivered before the
+//! cancel took effect, and the whole loop never holds more than the ring. A receive that ends
+//! (`more()` false: `ENOBUFS` because the ring ran dry, or the cancel) is re-armed when the
+//! connection is ready for more; one that ran dry waits until a buffer comes back.
+//!
+//! What it shares with `uring`: the `user_data` tags, the reserved values, the eventfd wake-up
+//! and the availability probe (the parent module). What it deliberately does not use: the
+//! `completion` core, which models one buffer owned per connection; here buffers belong to the
+//! ring and a connection holds a queue of them.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, OnceLock};
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use super::bufring::BufRing;
+use super::{ACCEPT, CANCEL, EventFd, PAUSE, WAKE, missing_opcode, setup_refused, tag, untag};
+use crate::completion::{Lent, OpKind};
+use crate::ctx::Ctx;
+use crate::listen::{ERROR_RUN, EXHAUSTED_PAUSE, Inbox, Incoming};
+use crate::stats::LoopCounters;
+use crate::sys::is_fd_exhaustion;
+
+/// The loop's buffer group.
+const BGID: u16 = 0;
+
+/// Whether this model runs here: io_uring, the opcodes, and provided-buffer rings.
+pub(crate) fn availability() -> Result<(), String> {
+    static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(probe).clone()
+}
+
+fn probe() -> Result<(), String> {
+    let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring: IORING_REGISTER_PROBE failed: {e}"))?;
+    missing_opcode(|op| probe.is_supported(op))?;
+    let bufs = BufRing::register(&ring.submitter(), BGID, 1, 64).map_err(|e| {
+        format!(
+            "io_uring: provided-buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19) refused: {e}"
+        )
+    })?;
+    bufs.unregister(&ring.submitter())
+        .map_err(|e| format!("io_uring: unregistering a buffer ring failed: {e}"))
+}
+
+/// The ring this model wants, or a plain one when the kernel refuses the flags (before 6.1).
+fn ring(entries: u32, ctx: &Ctx) -> io::Result<IoUring> {
+    match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        Ok(ring) => {
+            ctx.shared.setting("defer_taskrun", true);
+            Ok(ring)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            ctx.shared
+                .setting("defer_taskrun", "false (kernel refused: EINVAL)");
+            IoUring::new(entries)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs one loop until stop.
+pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
+    let ring = ring(ctx.config.uring.ring_entries, ctx)?;
+    let count = ctx.config.uring.ring_buffers;
+    let bufs = BufRing::register(&ring.submitter(), BGID, count, ctx.config.buffer_size)?;
+    ctx.shared
+        .setting("ring_entries", ring.params().sq_entries());
+    ctx.shared.setting("cq_entries", ring.params().cq_entries());
+    ctx.shared.setting("ring_buffers", count);
+    ctx.shared
+        .setting("ring_buffer_size", ctx.config.buffer_size);
+    let wake = EventFd::new()?;
+    ctx.stop.on_stop(wake.waker()?);
+    let (listener, inbox) = match incoming {
+        Incoming::Listener(l) => (Some(l), None),
+        Incoming::Handoff(slot) => (None, Some(slot.install_inbox(wake.waker()?))),
+    };
+    let mut lp = Loop {
+        ring,
+        backlog: VecDeque::new(),
+        bufs: Some(bufs),
+        conns: Slab::new(),
+        held: 0,
+        starved: Vec::new(),
+        wake_starved: Vec::new(),
+        counters: ctx.shared.new_loop(),
+        listener,
+        inbox,
+        wake,
+        wake_buf: None,
+        pause: Box::new(types::Timespec::from(EXHAUSTED_PAUSE)),
+        accepting: false,
+        pause_wanted: false,
+        pausing: false,
+        accept_error_run: 0,
+        cqes: Vec::new(),
+    };
+    lp.arm_wake();
+    lp.arm_accept();
+    lp.ring.submit()?;
+    ctx.ready();
+    let result = lp.serve(ctx);
+    lp.drain(ctx)?;
+    result
+}
+
+/// One connection: its socket, the ring buffers it holds and what it has in flight.
+struct Conn {
+    sock: TcpStream,
+    /// Received, not yet fully echoed: `(buffer id, length)`, oldest first.
+    held: VecDeque<(u16, usize)>,
+    /// Bytes of the oldest held buffer already sent.
+    sent: usize,
+    /// A multishot receive is armed.
+    receiving: bool,
+    /// Its cancel was submitted (backpressure).
+    cancelling: bool,
+    /// A send is in flight.
+    sending: bool,
+    /// A shutdown is in flight.
+    shutting: bool,
+    /// The ring was empty when it last received: re-armed when a buffer comes back.
+    starved: bool,
+    /// The peer sent its FIN.
+    eof: bool,
+    /// An error ended it: close once nothing is in flight.
+    failed: bool,
+    /// The shutdown completed.
+    done: bool,
+}
+
+impl Conn {
+    fn pending(&self) -> usize {
+        self.held.iter().map(|&(_, len)| len).sum::<usize>() - self.sent
+    }
+
+    fn in_flight(&self) -> bool {
+        self.receiving || self.sending || self.shutting
+    }
+}
+
+struct Loop {
+    ring: IoUring,
+    backlog: VecDeque<squeue::Entry>,
+    /// `None` only after stop unregistered it.
+    bufs: Option<BufRing>,
+    conns: Slab<Conn>,
+    /// Ring buffers connections hold (received, echo not yet sent).
+    held: usize,
+    /// Connections whose receive ran the ring dry, to re-arm as buffers come back.
+    starved: Vec<usize>,
+    /// Starved connections a returned buffer woke: advanced once the current event is done.
+    wake_starved: Vec<usize>,
+    counters: Arc<LoopCounters>,
+    listener: Option<TcpListener>,
+    inbox: Option<Inbox>,
+    wake: EventFd,
+    wake_buf: Option<Lent>,
+    pause: Box<types::Timespec>,
+    /// The multishot accept is armed.
+    accepting: bool,
+    /// Out of descriptors: once the multishot accept has ended, pause before re-arming.
+    pause_wanted: bool,
+    pausing: bool,
+    accept_error_run: usize,
+    /// One turn's completions: `(user_data, result, flags)`.
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Loop {
+    fn bufs(&mut self) -> &mut BufRing {
+        self.bufs.as_mut().expect("registered until the drain ends")
+    }
+
+    fn serve(&mut self, ctx: &Ctx) -> io::Result<()> {
+        while !ctx.stop.is_stopped() {
+            self.enter(1)?;
+            self.reap();
+            for i in 0..self.cqes.len() {
+                let (user_data, res, flags) = self.cqes[i];
+                self.handle(user_data, res, flags, ctx);
+            }
+        }
+        Ok(())
+    }
+
+    /// As `uring`'s: push the backlog, submit, wait for `want` completions.
+    fn enter(&mut self, want: usize) -> io::Result<()> {
+        while let Some(entry) = self.backlog.pop_front() {
+            // SAFETY: every entry's memory outlives its operation: see `push`.
+            if unsafe { self.ring.submission().push(&entry) }.is_err() {
+                self.backlog.push_front(entry);
+                break;
+            }
+        }
+        let want = if self.backlog.is_empty() { want } else { 0 };
+        match self.ring.submit_and_wait(want) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reap(&mut self) {
+        self.cqes.clear();
+        self.cqes.extend(
+            self.ring
+                .completion()
+                .map(|c: cqueue::Entry| (c.user_data(), c.result(), c.flags())),
+        );
+    }
+
+    /// Queues an operation (see `uring`'s `push`). Every entry's memory outlives its operation:
+    /// ring buffers are returned only after their send completed and freed only after the
+    /// drain; the wake-up buffer is lent; the timespec is read at submission.
+    fn push(&mut self, entry: squeue::Entry) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(entry);
+            return;
+        }
+        // SAFETY: the entry's memory outlives the operation (see above).
+        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+            return;
+        }
+        let _ = self.ring.submit();
+        // SAFETY: as above.
+        if unsafe { self.ring.submission().push(&entry) }.is_err() {
+            self.backlog.push_back(entry);
+        }
+    }
+
+    fn arm_accept(&mut self) {
+        let Some(l) = &self.listener else { return };
+        let entry = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(ACCEPT);
+        self.accepting = true;
+        self.push(entry);
+    }
+
+    fn arm_wake(&mut self) {
+        let mut lent = Lent::new(vec![0u8; 8].into_boxed_slice());
+        let (ptr, len) = lent.raw();
+        self.wake_buf = Some(lent);
+        let entry = opcode::Read::new(types::Fd(self.wake.0.as_raw_fd()), ptr, len as u32)
+            .build()
+            .user_data(WAKE);
+        self.push(entry);
+    }
+
+    fn open(&mut self, sock: TcpStream, ctx: &Ctx) {
+        let _ = sock.set_nodelay(true);
+        ctx.shared.opened();
+        let key = self.conns.insert(Conn {
+            sock,
+            held: VecDeque::new(),
+            sent: 0,
+            receiving: false,
+            cancelling: false,
+            sending: false,
+            shutting: false,
+            starved: false,
+            eof: false,
+            failed: false,
+            done: false,
+        });
+        self.advance(key, ctx);
+    }
+
+    /// Submits what connection `key` needs now, or closes it.
+    fn advance(&mut self, key: usize, ctx: &Ctx) {
+        let bgid = self.bufs().bgid();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let fd = types::Fd(conn.sock.as_raw_fd());
+        if conn.failed || conn.done {
+            if conn.receiving && !conn.cancelling {
+                conn.cancelling = true;
+                self.push(
+                    opcode::AsyncCancel::new(tag(key, OpKind::Recv))
+                        .build()
+                        .user_data(CANCEL),
+                );
+            } else if !conn.in_flight() {
+                self.close(key);
+                ctx.shared.closed();
+            }
+            return;
+        }
+        if !conn.sending {
+            if let Some(&(bid, len)) = conn.held.front() {
+                let sent = conn.sent;
+                conn.sending = true;
+                let ptr = self.bufs().ptr(bid).wrapping_add(sent);
+                let entry = opcode::Send::new(fd, ptr, (len - sent) as u32)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(tag(key, OpKind::Send));
+                self.push(entry);
+                return;
+            }
+        }
+        let conn = &mut self.conns[key];
+        if conn.sending || !conn.held.is_empty() {
+            return;
+        }
+        if conn.eof {
+            if !conn.shutting && !conn.receiving {
+                conn.shutting = true;
+                self.push(
+                    opcode::Shutdown::new(fd, libc::SHUT_WR)
+                        .build()
+                        .user_data(tag(key, OpKind::Shutdown)),
+                );
+            }
+            return;
+        }
+        if !conn.receiving && !conn.starved {
+            conn.receiving = true;
+            conn.cancelling = false;
+            self.push(
+                opcode::RecvMulti::new(fd, bgid)
+                    .build()
+                    .user_data(tag(key, OpKind::Recv)),
+            );
+        }
+    }
+
+    /// Removes a connection with nothing in flight: its buffers go back to the ring, its bytes
+    /// leave the gauge, its socket closes.
+    fn close(&mut self, key: usize) {
+        let conn = self.conns.remove(key);
+        self.counters.dropped(conn.pending());
+        for (bid, _) in conn.held {
+            self.give_back(bid);
+        }
+    }
+
+    /// A ring buffer is free again; a connection that ran the ring dry may receive again.
+    fn give_back(&mut self, bid: u16) {
+        self.held -= 1;
+        self.bufs().give_back(bid);
+        while let Some(key) = self.starved.pop() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if conn.starved {
+                    conn.starved = false;
+                    self.wake_starved.push(key);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, user_data: u64, res: i32, flags: u32, ctx: &Ctx) {
+        match user_data {
+            WAKE => {
+                if let Some(lent) = self.wake_buf.take() {
+                    drop(lent.give_back());
+                }
+                if ctx.stop.is_stopped() {
+                    return;
+                }
+                for stream in self.inbox.iter().flat_map(|i| i.take()).collect::<Vec<_>>() {
+                    self.open(stream, ctx);
+                }
+                self.arm_wake();
+            }
+            ACCEPT => self.accepted(res, flags, ctx),
+            PAUSE => {
+                self.pausing = false;
+                if !ctx.stop.is_stopped() {
+                    self.arm_accept();
+                }
+            }
+            CANCEL => {}
+            _ => {
+                let Some((key, kind)) = untag(user_data) else {
+                    return;
+                };
+                if self.conns.contains(key) {
+                    self.completed(key, kind, res, flags);
+                    self.advance(key, ctx);
+                }
+                while let Some(key) = self.wake_starved.pop() {
+                    self.advance(key, ctx);
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, res: i32, flags: u32, ctx: &Ctx) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.accepting = false;
+        }
+        if res >= 0 {
+            // SAFETY: a successful accept returns a new descriptor that nothing else owns.
+            let stream = TcpStream::from(unsafe { OwnedFd::from_raw_fd(res) });
+            if ctx.stop.is_stopped() {
+                return;
+            }
+            self.accept_error_run = 0;
+            self.open(stream, ctx);
+        } else if !ctx.stop.is_stopped() && res != -libc::ECANCELED {
+            let e = io::Error::from_raw_os_error(-res);
+            ctx.shared.accept_error();
+            self.accept_error_run += 1;
+            if is_fd_exhaustion(&e) || self.accept_error_run >= ERROR_RUN {
+                log::warn!("accept: {e}; pausing accepts for {EXHAUSTED_PAUSE:?}");
+                self.accept_error_run = 0;
+                if more && !self.pause_wanted {
+                    self.push(opcode::AsyncCancel::new(ACCEPT).build().user_data(CANCEL));
+                }
+                self.pause_wanted = true;
+            } else {
+                log::debug!("accept: {e} (counted, still accepting)");
+            }
+        }
+        if !self.accepting && !ctx.stop.is_stopped() {
+            if std::mem::take(&mut self.pause_wanted) {
+                self.pausing = true;
+                let entry = opcode::Timeout::new(&*self.pause).build().user_data(PAUSE);
+                self.push(entry);
+            } else {
+                self.arm_accept();
+            }
+        }
+    }
+
+    /// Applies one connection completion to its state (counters, held buffers).
+    fn completed(&mut self, key: usize, kind: OpKind, res: i32, flags: u32) {
+        let counters = self.counters.clone();
+        let conn = &mut self.conns[key];
+        match kind {
+            OpKind::Recv => {
+                if !cqueue::more(flags) {
+                    conn.receiving = false;
+                }
+                let bid = cqueue::buffer_select(flags);
+                match res {
+                    n if n > 0 => {
+                        let bid = bid.expect("a receive with data names its buffer");
+                        counters.read(n as usize);
+                        conn.held.push_back((bid, n as usize));
+                        let cancel = conn.held.len() > 1 && conn.receiving && !conn.cancelling;
+                        self.held += 1;
+                        if cancel {
+                            // An echo is still unsent: no more for this one until it is.
+                            self.conns[key].cancelling = true;
+                            self.push(
+                                opcode::AsyncCancel::new(tag(key, OpKind::Recv))
+                                    .build()
+                                    .user_data(CANCEL),
+                            );
+                        }
+                    }
+                    0 => {
+                        conn.eof = true;
+                        if let Some(bid) = bid {
+                            self.held += 1;
+                            self.give_back(bid);
+                        }
+                    }
+                    e if e == -libc::ENOBUFS => {
+                        // Buffers may have come back in this same batch, before this
+                        // completion was handled: then nobody would wake it, so re-arm now.
+                        if self.held < self.bufs().count() {
+                            return;
+                        }
+                        let conn = &mut self.conns[key];
+                        conn.starved = true;
+                        self.starved.push(key);
+                    }
+                    e if e == -libc::ECANCELED => {}
+                    _ => conn.failed = true,
+                }
+            }
+            OpKind::Send => {
+                conn.sending = false;
+                if res <= 0 {
+                    conn.failed = true;
+                    return;
+                }
+                let n = res as usize;
+                counters.wrote(n);
+                conn.sent += n;
+                let (bid, len) = *conn.held.front().expect("a send sends a held buffer");
+                if conn.sent >= len {
+                    conn.held.pop_front();
+                    conn.sent = 0;
+                    self.give_back(bid);
+                }
+            }
+            OpKind::Shutdown => {
+                conn.shutting = false;
+                conn.done = true;
+            }
+        }
+    }
+
+    /// Stop: cancel everything in flight, reap until it all completed, then unregister the
+    /// buffer ring, close the ring, and only then free buffers and close sockets.
+    fn drain(mut self, ctx: &Ctx) -> io::Result<()> {
+        let mut cancels: Vec<u64> = Vec::new();
+        for (key, conn) in &self.conns {
+            for (on, kind) in [
+                (conn.receiving, OpKind::Recv),
+                (conn.sending, OpKind::Send),
+                (conn.shutting, OpKind::Shutdown),
+            ] {
+                if on {
+                    cancels.push(tag(key, kind));
+                }
+            }
+        }
+        for (on, user_data) in [
+            (self.accepting, ACCEPT),
+            (self.pausing, PAUSE),
+            (self.wake_buf.is_some(), WAKE),
+        ] {
+            if on {
+                cancels.push(user_data);
+            }
+        }
+        for user_data in cancels {
+            self.push(
+                opcode::AsyncCancel::new(user_data)
+                    .build()
+                    .user_data(CANCEL),
+            );
+        }
+        while self.accepting
+            || self.pausing
+            || self.wake_buf.is_some()
+            || self.conns.iter().any(|(_, c)| c.in_flight())
+        {
+            self.enter(1)?;
+            self.reap();
+            for i in 0..self.cqes.len() {
+                let (user_data, res, flags) = self.cqes[i];
+                self.handle_draining(user_data, res, flags);
+            }
+        }
+        for key in self.conns.iter().map(|(k, _)| k).collect::<Vec<_>>() {
+            self.close(key);
+            ctx.shared.closed();
+        }
+        let bufs = self.bufs.take().expect("registered");
+        bufs.unregister(&self.ring.submitter())?;
+        let Loop { ring, .. } = self;
+        drop(ring);
+        Ok(())
+    }
+
+    fn handle_draining(&mut self, user_data: u64, res: i32, flags: u32) {
+        match user_data {
+            WAKE => {
+                if let Some(lent) = self.wake_buf.take() {
+                    drop(lent.give_back());
+                }
+            }
+            ACCEPT => {
+                if !cqueue::more(flags) {
+                    self.accepting = false;
+                }
+                if res >= 0 {
+                    // SAFETY: a successful accept returns a new descriptor that nothing else owns;
+                    // owning it here closes it.
+                    drop(unsafe { OwnedFd::from_raw_fd(res) });
+                }
+            }
+            PAUSE => self.pausing = false,
+            CANCEL => {}
+            _ => {
+                if let Some((key, kind)) = untag(user_data) {
+                    if self.conns.contains(key) {
+                        self.completed(key, kind, res, flags);
+                        self.starved.clear();
+                        self.wake_starved.clear();
+                    }
+                }
+            }
+        }
+    }
+}
