@@ -28,9 +28,7 @@ fn results() -> &'static (PathBuf, PathBuf) {
     static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     FILES.get_or_init(|| {
         let addr = echo_server();
-        let dir = std::env::temp_dir().join(format!("cli-compare-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = common::scratch("cli-compare", "results");
         let mut files = Vec::new();
         for name in ["before", "after"] {
             let path = dir.join(format!("{name}.json"));

@@ -192,28 +192,7 @@ impl Loop {
 
     /// Pushes the backlog, then submits everything and waits for `want` completions.
     fn enter(&mut self, want: usize) -> io::Result<()> {
-        while let Some(entry) = self.backlog.pop_front() {
-            // SAFETY: every entry's memory (buffers, timespec) is owned by this loop and outlives
-            // the operation: see `push`.
-            if unsafe { self.ring.submission().push(&entry) }.is_err() {
-                self.backlog.push_front(entry);
-                break;
-            }
-        }
-        let want = if self.backlog.is_empty() { want } else { 0 };
-        match self.ring.submit_and_wait(want) {
-            Ok(_) => Ok(()),
-            // A signal, or completions to reap before the kernel takes more: reap and go on.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        enter(&mut self.ring, &mut self.backlog, want)
     }
 
     /// Moves every completion there is into `cqes`.
@@ -462,6 +441,39 @@ impl EventFd {
             // SAFETY: `fd` is an open eventfd owned by this closure and `one` is 8 readable bytes.
             let _ = syscall!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) });
         })
+    }
+}
+
+/// One turn's `io_uring_enter`, shared by both io_uring models: push what the backlog holds
+/// (entries that did not fit the submission queue when they were made), then submit everything
+/// and wait for `want` completions (none while a backlog remains, so the loop reaps and frees
+/// room instead of sleeping with work unsubmitted).
+pub(super) fn enter(
+    ring: &mut IoUring,
+    backlog: &mut VecDeque<squeue::Entry>,
+    want: usize,
+) -> io::Result<()> {
+    while let Some(entry) = backlog.pop_front() {
+        // SAFETY: every entry's memory (buffers, timespec) is owned by the calling loop and
+        // outlives the operation: see each model's `push`.
+        if unsafe { ring.submission().push(&entry) }.is_err() {
+            backlog.push_front(entry);
+            break;
+        }
+    }
+    let want = if backlog.is_empty() { want } else { 0 };
+    match ring.submit_and_wait(want) {
+        Ok(_) => Ok(()),
+        // A signal, or completions to reap before the kernel takes more: reap and go on.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -206,28 +206,9 @@ impl Loop {
         Ok(())
     }
 
-    /// As `uring`'s: push the backlog, submit, wait for `want` completions.
+    /// `uring`'s turn: push the backlog, submit, wait for `want` completions.
     fn enter(&mut self, want: usize) -> io::Result<()> {
-        while let Some(entry) = self.backlog.pop_front() {
-            // SAFETY: every entry's memory outlives its operation: see `push`.
-            if unsafe { self.ring.submission().push(&entry) }.is_err() {
-                self.backlog.push_front(entry);
-                break;
-            }
-        }
-        let want = if self.backlog.is_empty() { want } else { 0 };
-        match self.ring.submit_and_wait(want) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        super::enter(&mut self.ring, &mut self.backlog, want)
     }
 
     fn reap(&mut self) {
