@@ -442,13 +442,13 @@ impl Worker<'_> {
             // Sleep until the margin before the send, then spin (polling the sockets with a
             // zero timeout, so echoes are read on time too) the rest of the way; the margin
             // is at most half the gap (`Margin::for_gap` says why).
-            let m = margin.for_gap(*gap);
-            if d <= m {
-                return (Duration::ZERO, false);
-            }
-            let after = d - m;
-            if after >= timeout || t.arm(next - m, after) {
-                return (timeout, false);
+            match margin::wait(d, margin.for_gap(*gap), timeout) {
+                margin::Wait::Spin => return (Duration::ZERO, false),
+                margin::Wait::Timer(after) => {
+                    if t.arm(now + after, after) {
+                        return (timeout, false);
+                    }
+                }
             }
         }
         if d < timeout {
