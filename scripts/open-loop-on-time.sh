@@ -11,11 +11,12 @@
 # server that falls behind, and the result says so (saturated, corrected >> uncorrected).
 #
 #   scripts/open-loop-on-time.sh [--quick] [--conns N]
-#     --quick   1 s runs at 100 and 1,000 req/s; exits 1 only on a gross failure: send lag p90
-#               above 1 ms at 1,000 req/s in two runs. p90, not p99: on a shared 2-CPU machine
-#               other work on the generator's CPU puts the p99 at milliseconds for any generator
-#               (measured while another build ran: 1-4 ms, old and new alike), while a broken
-#               one (every send late, e.g. two spinning threads on one CPU) moves the p90.
+#     --quick   1 s runs at 100 and 1,000 req/s (CI runs this form).
+#   Exits 1 if any run's verdict disagrees with its figures: send lag p99 above the saturation
+#   rule's limit without "the generator sent late", or that reason without the lag. Whether the
+#   generator is on time on this machine is the table's to show, not a gate: on a shared 2-CPU
+#   machine other work on the generator's CPU can make any generator late (measured while
+#   another build ran: p99 1-4 ms, old and new alike), and then the run must say so.
 #   IOMODELS=path      the binary to test (default target/release/iomodels)
 #   IOMODELS_OLD=path  also run this binary, interleaved (old new new old per rate), to compare
 #   ON_TIME_OUT=dir    keep every run's JSON there (default: a temporary directory)
@@ -102,19 +103,38 @@ for rate in "${RATES[@]}"; do
   fi
 done
 
+# Every run, quick or not: the verdict must agree with the figures. A run whose send lag p99
+# is above the saturation rule's limit (the largest of 25 µs, 10 % of the thread's gap between
+# sends, 5 % of the corrected p99; results/README.md) must say "the generator sent late", and a
+# run that says so must be above it. This is what CI gates on: whether this machine lets the
+# generator be on time is a measurement (the table above), whether a late generator is caught
+# is correctness.
+python3 - "$WORK" <<'PY'
+import glob, json, sys
+bad = 0
+for f in sorted(glob.glob(sys.argv[1] + "/*.json")):
+    r = json.load(open(f))
+    w = r["workload"]
+    threads = min(w["threads"], len(w["cpus"])) if w.get("cpus") else w["threads"]
+    gap_us = 1e6 * threads / w["rate"]
+    limit = max(25.0, 0.10 * gap_us, 0.05 * r["latency_us"]["p99"])
+    lag = r["send_lag_us"]["p99"]
+    late = any("the generator sent late" in x for x in r["warnings"])
+    if (lag > limit * 1.001) != late:
+        bad += 1
+        print(f"FAIL: {f}: send lag p99 {lag:.1f} µs, limit {limit:.1f} µs, flagged late: {late}")
+    elif late and not r["saturated"]:
+        bad += 1
+        print(f"FAIL: {f}: says the generator sent late but is not marked saturated")
+n = len(glob.glob(sys.argv[1] + "/*.json"))
+if bad:
+    sys.exit(1)
+print(f"ok: in all {n} runs the 'generator sent late' verdict agrees with the send lag p99")
+PY
+
 if [[ $QUICK == 1 ]]; then
-  # The gross failure: at 1,000 req/s the new generator's p90 send lag above 1 ms, twice (a
-  # burst of someone else's work on a CI machine can spoil one run; it should not fail CI).
-  best() { awk '$1 == "LAG" && $2 == "new" && $3 == 1000 { if (m == "" || $4 < m) m = $4 } END { print m + 0 }' "$WORK/lag"; }
-  worst=$(best)
-  if awk -v w="$worst" 'BEGIN { exit !(w > 1000) }'; then
-    echo "send lag p90 $worst µs at 1,000 req/s: once more"
-    one new "$BIN" 1000 2>>"$WORK/lag"
-    worst=$(best)
-  fi
-  if awk -v w="$worst" 'BEGIN { exit !(w > 1000) }'; then
-    echo "FAIL: send lag p90 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
-    exit 1
-  fi
-  echo "ok: send lag p90 $worst µs at 1,000 req/s (gross failure limit 1,000 µs)"
+  # Not a gate (a shared CI machine can make any generator late): the gross-failure figure,
+  # the best p90 send lag at 1,000 req/s, printed for whoever reads the log.
+  best=$(awk '$1 == "LAG" && $2 == "new" && $3 == 1000 { if (m == "" || $4 < m) m = $4 } END { print m + 0 }' "$WORK/lag")
+  echo "note: best send lag p90 at 1,000 req/s: $best µs (a working generator: a few µs on a quiet machine)"
 fi
