@@ -91,6 +91,19 @@ impl Shared {
             .insert(key.to_string(), value.to_string());
     }
 
+    /// Records a model-specific count as a setting, keeping the largest value any loop reported
+    /// (a peak, such as the most ring buffers one connection held).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // io_uring's only, today
+    pub(crate) fn setting_max(&self, key: &str, value: u64) {
+        let mut settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = settings
+            .entry(key.to_string())
+            .or_insert_with(|| "0".into());
+        if entry.parse::<u64>().is_ok_and(|old| value > old) {
+            *entry = value.to_string();
+        }
+    }
+
     pub(crate) fn snapshot(&self, model: &str, config: &Config) -> ServerStats {
         let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
         let sum =

@@ -112,3 +112,79 @@ fn burst_through_a_small_ring(ring_buffers: u16) {
     assert_eq!((stats.open, stats.accepted), (0, 200));
     assert_eq!(stats.bytes_in, stats.bytes_out);
 }
+
+#[test]
+fn a_client_that_never_reads_holds_one_buffer_and_its_loop_keeps_serving() {
+    if let Err(e) = Model::UringMultishot.availability() {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    // A ring of 8: before the multishot receive was limited, a client writing without reading
+    // took all 8 (48 of 256 in the 64 MiB case) and every other connection of its loop waited
+    // for a buffer that never came back.
+    let config = Config {
+        uring: UringOptions {
+            ring_buffers: 8,
+            ..UringOptions::default()
+        },
+        ..Config::default()
+    };
+    let bound = Model::UringMultishot.held_per_connection(&config);
+    if bound != config.buffer_size {
+        eprintln!("skipped: this kernel has no multishot receive limit (Linux 6.17+)");
+        return;
+    }
+    let server = Server::start(
+        Model::UringMultishot,
+        "127.0.0.1:0".parse().unwrap(),
+        &config,
+    )
+    .expect("uring-multishot starts");
+    let others: Vec<TcpStream> = (0..4).map(|_| connect(server.local_addr())).collect();
+    let stuck = connect(server.local_addr());
+    let mut w = stuck.try_clone().unwrap();
+    w.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 64 << 10];
+        // Writes until every buffer between the two ends is full (the write times out).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && w.write_all(&chunk).is_ok() {}
+    });
+    // The stuck connection's echo fills the client's receive buffer, then the server's send
+    // buffer; wait until the server stops taking its bytes.
+    let mut last = u64::MAX;
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = server.stats().bytes_in;
+        std::mem::replace(&mut last, now) == now
+    }));
+    // The other connections of the same loop still echo, several buffers' worth each.
+    for round in 0..3u8 {
+        for (i, mut s) in others.iter().enumerate() {
+            s.write_all(&[i as u8 ^ round; 40_000]).unwrap();
+        }
+        for (i, mut s) in others.iter().enumerate() {
+            let mut got = vec![0u8; 40_000];
+            s.read_exact(&mut got).unwrap();
+            assert!(got.iter().all(|&b| b == i as u8 ^ round), "connection {i}");
+        }
+    }
+    let stats = server.stats();
+    let held: u64 = stats.settings["peak_connection_buffers"].parse().unwrap();
+    assert!(
+        held >= 1,
+        "the stuck connection held its pending echo: {stats:?}"
+    );
+    assert!(held < 8, "one connection drained the ring: {stats:?}");
+    // In bytes, one buffer per connection at most (the conformance suite's non-reading case
+    // checks the single-connection bound exactly).
+    assert!(
+        stats.peak_buffered_bytes <= 5 * bound as u64,
+        "held more than a buffer per connection: {stats:?}"
+    );
+    drop(stuck);
+    writer.join().unwrap();
+    let stats = server.stop().expect("stops");
+    assert_eq!(stats.open, 0);
+}

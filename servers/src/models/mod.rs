@@ -5,11 +5,11 @@
 //! - echoes every byte, in order, on every connection (RFC 862);
 //! - sets `TCP_NODELAY` on accepted sockets and reads with the configured buffer size;
 //! - applies backpressure: while a connection has unwritten bytes it reads no more, so one
-//!   connection never holds more than one buffer. The one exception is `uring-multishot`,
-//!   whose connections share their loop's provided-buffer ring: a receive armed once keeps
-//!   receiving until its cancel takes effect, so a connection whose echo is stuck holds its
-//!   buffers up to the whole ring, and never more ([`Model::held_per_connection`] says which
-//!   bound applies; the loop as a whole never holds more than its ring);
+//!   connection never holds more than one buffer's worth of bytes. `uring-multishot` keeps it
+//!   with the kernel's limit on a multishot receive (Linux 6.17+: each arm ends by itself
+//!   within one buffer of bytes); on an older kernel a receive armed once keeps receiving
+//!   until its cancel takes effect, and its bound is its loop's provided-buffer ring instead
+//!   ([`Model::held_per_connection`] says which bound applies here);
 //! - handles partial writes, `WouldBlock`, half-close (after the client's FIN it sends what is
 //!   pending, then shuts its write side and closes) and reset by peer (the connection ends,
 //!   the server goes on);
@@ -66,6 +66,10 @@ mod uring {
     crate::models::unsupported!("io_uring is Linux only");
     pub(crate) mod multishot {
         crate::models::unsupported!("io_uring is Linux only");
+
+        pub(crate) fn receive_limit() -> bool {
+            false
+        }
     }
 }
 
@@ -342,13 +346,16 @@ impl Model {
         })
     }
 
-    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer for
-    /// every model except `uring-multishot`, where it is the loop's whole buffer ring (its
-    /// connections share it, and a receive armed once keeps delivering until its cancel takes
-    /// effect).
+    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer
+    /// (`buffer_size`). The one exception is `uring-multishot` on a kernel without the
+    /// multishot receive limit (before Linux 6.17), where it is the loop's whole buffer ring:
+    /// its connections share it, and a receive armed once keeps delivering until its cancel
+    /// takes effect.
     pub fn held_per_connection(self, config: &Config) -> usize {
         match self {
-            Model::UringMultishot => config.buffer_size * config.uring.ring_buffers as usize,
+            Model::UringMultishot if !uring::multishot::receive_limit() => {
+                config.buffer_size * config.uring.ring_buffers as usize
+            }
             _ => config.buffer_size,
         }
     }

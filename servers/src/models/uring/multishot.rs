@@ -5,11 +5,16 @@
 //! refuses those flags gets a plain ring, and the settings say which.
 //!
 //! A receive completion names the ring buffer the kernel filled; the loop sends from that
-//! buffer and returns it to the ring only after the send completed. Backpressure: a connection
-//! keeps its multishot receive while its echoes keep up; when data arrives while a send is
-//! still pending, the receive is cancelled and re-armed only once everything held was sent, so
-//! a stuck connection holds its pending buffer plus what the kernel delivered before the
-//! cancel took effect, and the whole loop never holds more than the ring. A receive that ends
+//! buffer and returns it to the ring only after the send completed. Backpressure: each arm of
+//! the multishot receive carries the kernel's byte limits (Linux 6.17+, probed by behaviour
+//! since older kernels ignore the field: [`receive_limit`]): at most half a buffer per
+//! receive and an end after half a buffer in all, so one arm delivers less than one buffer of
+//! bytes (usually in one or two ring buffers) and ends; the loop re-arms only once everything
+//! the connection held was sent. A client that never reads therefore holds one buffer's worth,
+//! as in every other model, and cannot drain the ring its loop's other connections share. On an
+//! older kernel the receive is instead cancelled when data arrives while a send is pending, and
+//! a stuck connection holds what the kernel delivered before the cancel took effect (bounded
+//! by the ring only). A receive that ends
 //! (`more()` false: `ENOBUFS` because the ring ran dry, or the cancel) is re-armed when the
 //! connection is ready for more; one that ran dry waits until a buffer comes back.
 //!
@@ -19,9 +24,10 @@
 //! ring and a connection holds a queue of them.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -60,6 +66,84 @@ fn probe() -> Result<(), String> {
         .map_err(|e| format!("io_uring: unregistering a buffer ring failed: {e}"))
 }
 
+/// Whether this kernel ends a multishot receive by itself once it has received a set number of
+/// bytes (`sqe.optlen`, Linux 6.17: "multishot receive len cap"). Older kernels ignore the field
+/// (no error), so it is tried, not assumed: a receive limited to 1 byte, with 2 bytes waiting,
+/// must complete without `IORING_CQE_F_MORE`. Probed once per process.
+pub(crate) fn receive_limit() -> bool {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    *PROBED.get_or_init(|| probe_receive_limit().unwrap_or(false))
+}
+
+fn probe_receive_limit() -> io::Result<bool> {
+    let mut ring = IoUring::new(4)?;
+    let bufs = BufRing::register(&ring.submitter(), BGID, 2, 64)?;
+    let (mut tx, rx) = UnixStream::pair()?;
+    tx.write_all(b"xy")?;
+    let recv = limited(
+        opcode::RecvMulti::new(types::Fd(rx.as_raw_fd()), BGID).build(),
+        1,
+        1,
+    )
+    .user_data(1);
+    // SAFETY: the receive uses only the registered buffer ring, unregistered below only after
+    // the receive's last completion.
+    unsafe { ring.submission().push(&recv) }.map_err(io::Error::other)?;
+    let mut supported = None;
+    let mut cancelled = false;
+    while supported.is_none_or(|s: bool| !s && !cancelled) {
+        ring.submit_and_wait(1)?;
+        let cqes: Vec<(u64, i32, u32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        for (user_data, res, flags) in cqes {
+            if user_data != 1 {
+                continue;
+            }
+            if supported.is_none() {
+                supported = Some(res > 0 && !cqueue::more(flags));
+            }
+            if !cqueue::more(flags) {
+                cancelled = true; // the receive is over: nothing of the ring is in use
+            }
+        }
+        if supported == Some(false) && !cancelled {
+            let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
+            // SAFETY: a cancel uses no memory of ours.
+            unsafe { ring.submission().push(&cancel) }.map_err(io::Error::other)?;
+        }
+        if supported == Some(true) {
+            break;
+        }
+    }
+    bufs.unregister(&ring.submitter())?;
+    Ok(supported == Some(true))
+}
+
+/// A multishot receive entry that receives at most `per_receive` bytes per completion and ends
+/// (no `IORING_CQE_F_MORE`) once it received `total` bytes, on kernels with [`receive_limit`].
+fn limited(entry: squeue::Entry, per_receive: u32, total: u32) -> squeue::Entry {
+    const _: () = assert!(size_of::<squeue::Entry>() == 64);
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe`, plain
+    // data with no invalid bit patterns; its bytes 24..28 are `len` and 44..48 `optlen` (the
+    // union with `file_index`, unused by a receive), the fields `opcode::RecvMulti` cannot set.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(entry) };
+    raw[24..28].copy_from_slice(&per_receive.to_ne_bytes());
+    raw[44..48].copy_from_slice(&total.to_ne_bytes());
+    // SAFETY: as above; any bytes make a valid `io_uring_sqe`.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
+}
+
+/// The per-receive and total byte limits of one multishot arm: together at most
+/// `buffer_size` bytes (`total - 1 + per_receive`), so one connection never holds more than
+/// one buffer's worth of bytes, as every other model.
+fn arm_limits(buffer_size: usize) -> (u32, u32) {
+    let size = buffer_size.min(u32::MAX as usize) as u32;
+    let per_receive = (size / 2).max(1);
+    (per_receive, size - size / 2)
+}
+
 /// The ring this model wants, or a plain one when the kernel refuses the flags (before 6.1).
 fn ring(entries: u32, ctx: &Ctx) -> io::Result<IoUring> {
     match IoUring::builder()
@@ -91,6 +175,15 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     ctx.shared.setting("ring_buffers", count);
     ctx.shared
         .setting("ring_buffer_size", ctx.config.buffer_size);
+    let limit = receive_limit().then(|| arm_limits(ctx.config.buffer_size));
+    ctx.shared.setting(
+        "receive_limit",
+        match limit {
+            Some((per, total)) => format!("{per}/{total}"),
+            None => "none (kernel before 6.17: cancel only)".into(),
+        },
+    );
+    ctx.shared.setting_max("peak_connection_buffers", 0);
     let wake = EventFd::new()?;
     ctx.stop.on_stop(wake.waker()?);
     let (listener, inbox) = match incoming {
@@ -103,6 +196,8 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         bufs: Some(bufs),
         conns: Slab::new(),
         held: 0,
+        limit,
+        peak_conn_buffers: 0,
         starved: Vec::new(),
         wake_starved: Vec::new(),
         counters: ctx.shared.new_loop(),
@@ -169,6 +264,10 @@ struct Loop {
     conns: Slab<Conn>,
     /// Ring buffers connections hold (received, echo not yet sent).
     held: usize,
+    /// Each multishot arm's byte limits (per receive, total), where the kernel has them.
+    limit: Option<(u32, u32)>,
+    /// The most ring buffers one connection held at once.
+    peak_conn_buffers: usize,
     /// Connections whose receive ran the ring dry, to re-arm as buffers come back.
     starved: Vec<usize>,
     /// Starved connections a returned buffer woke: advanced once the current event is done.
@@ -330,11 +429,11 @@ impl Loop {
         if !conn.receiving && !conn.starved {
             conn.receiving = true;
             conn.cancelling = false;
-            self.push(
-                opcode::RecvMulti::new(fd, bgid)
-                    .build()
-                    .user_data(tag(key, OpKind::Recv)),
-            );
+            let mut entry = opcode::RecvMulti::new(fd, bgid).build();
+            if let Some((per_receive, total)) = self.limit {
+                entry = limited(entry, per_receive, total);
+            }
+            self.push(entry.user_data(tag(key, OpKind::Recv)));
         }
     }
 
@@ -391,6 +490,12 @@ impl Loop {
                 };
                 if self.conns.contains(key) {
                     self.completed(key, kind, res, flags);
+                    let held = self.conns[key].held.len();
+                    if held > self.peak_conn_buffers {
+                        self.peak_conn_buffers = held;
+                        ctx.shared
+                            .setting_max("peak_connection_buffers", held as u64);
+                    }
                     self.advance(key, ctx);
                 }
                 while let Some(key) = self.wake_starved.pop() {
@@ -454,7 +559,11 @@ impl Loop {
                         let bid = bid.expect("a receive with data names its buffer");
                         counters.read(n as usize);
                         conn.held.push_back((bid, n as usize));
-                        let cancel = conn.held.len() > 1 && conn.receiving && !conn.cancelling;
+                        // With the kernel's limit the arm ends by itself within one buffer.
+                        let cancel = self.limit.is_none()
+                            && conn.held.len() > 1
+                            && conn.receiving
+                            && !conn.cancelling;
                         self.held += 1;
                         if cancel {
                             // An echo is still unsent: no more for this one until it is.
@@ -557,6 +666,11 @@ impl Loop {
             self.close(key);
             ctx.shared.closed();
         }
+        // What the stop left behind, for tests and results: both 0 after a clean drain.
+        ctx.shared
+            .setting_max("buffers_out_at_stop", self.held as u64);
+        ctx.shared
+            .setting_max("connections_at_stop", self.conns.len() as u64);
         let bufs = self.bufs.take().expect("registered");
         bufs.unregister(&self.ring.submitter())?;
         let Loop { ring, .. } = self;
