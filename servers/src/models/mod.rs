@@ -366,18 +366,39 @@ impl Model {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
         let uring = matches!(self, Model::Uring | Model::UringMultishot);
-        let default = UringOptions::default();
-        if !uring && config.uring.ring_entries != default.ring_entries {
-            return Err(ConfigError::NotThisModel {
-                option: "--ring-entries",
-                model: self.name(),
-            });
-        }
-        if self != Model::UringMultishot && config.uring.ring_buffers != default.ring_buffers {
-            return Err(ConfigError::NotThisModel {
-                option: "--ring-buffers",
-                model: self.name(),
-            });
+        let multishot = self == Model::UringMultishot;
+        let (given, default) = (&config.uring, UringOptions::default());
+        const BOTH: &str = "uring and uring-multishot";
+        const MULTISHOT: &str = "uring-multishot";
+        for (applies, set, option, models) in [
+            (
+                uring,
+                given.ring_entries != default.ring_entries,
+                "--ring-entries",
+                BOTH,
+            ),
+            (uring, given.sqpoll_idle_ms.is_some(), "--sqpoll", BOTH),
+            (
+                multishot,
+                given.ring_buffers != default.ring_buffers,
+                "--ring-buffers",
+                MULTISHOT,
+            ),
+            (multishot, given.fixed_files, "--fixed-files", MULTISHOT),
+            (
+                multishot,
+                !given.defer_taskrun,
+                "--no-defer-taskrun",
+                MULTISHOT,
+            ),
+        ] {
+            if set && !applies {
+                return Err(ConfigError::NotThisModel {
+                    option,
+                    models,
+                    model: self.name(),
+                });
+            }
         }
         Ok(())
     }
@@ -516,5 +537,40 @@ mod tests {
         };
         assert!(Model::Uring.check_config(&big_ring).is_ok());
         assert!(Model::Epoll.check_config(&big_ring).is_err());
+        let with = |uring| Config {
+            uring,
+            ..Config::default()
+        };
+        let sqpoll = with(UringOptions {
+            sqpoll_idle_ms: Some(100),
+            ..UringOptions::default()
+        });
+        assert!(Model::Uring.check_config(&sqpoll).is_ok());
+        assert!(Model::UringMultishot.check_config(&sqpoll).is_ok());
+        assert!(Model::Epoll.check_config(&sqpoll).is_err());
+        for multishot_only in [
+            UringOptions {
+                fixed_files: true,
+                ..UringOptions::default()
+            },
+            UringOptions {
+                defer_taskrun: false,
+                ..UringOptions::default()
+            },
+        ] {
+            let config = with(multishot_only);
+            assert!(Model::UringMultishot.check_config(&config).is_ok());
+            assert_eq!(
+                Model::Uring.check_config(&config).unwrap_err().to_string(),
+                format!(
+                    "{} applies to uring-multishot only, not uring",
+                    if config.uring.fixed_files {
+                        "--fixed-files"
+                    } else {
+                        "--no-defer-taskrun"
+                    }
+                )
+            );
+        }
     }
 }

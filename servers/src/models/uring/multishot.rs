@@ -18,6 +18,10 @@
 //! (`more()` false: `ENOBUFS` because the ring ran dry, or the cancel) is re-armed when the
 //! connection is ready for more; one that ran dry waits until a buffer comes back.
 //!
+//! Options (`UringOptions`): `--fixed-files` puts each accepted socket in the ring's fixed-file
+//! table at its connection's key and names it by slot in every operation; `--no-defer-taskrun`
+//! and `--sqpoll` (which excludes it) change how the ring is set up ([`super::build_ring`]).
+//!
 //! What it shares with `uring`: the `user_data` tags, the reserved values, the eventfd wake-up
 //! and the availability probe (the parent module). What it deliberately does not use: the
 //! `completion` core, which models one buffer owned per connection; here buffers belong to the
@@ -144,31 +148,36 @@ fn arm_limits(buffer_size: usize) -> (u32, u32) {
     (per_receive, size - size / 2)
 }
 
-/// The ring this model wants, or a plain one when the kernel refuses the flags (before 6.1).
-fn ring(entries: u32, ctx: &Ctx) -> io::Result<IoUring> {
-    match IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-    {
-        Ok(ring) => {
-            ctx.shared.setting("defer_taskrun", true);
-            Ok(ring)
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            ctx.shared
-                .setting("defer_taskrun", "false (kernel refused: EINVAL)");
-            IoUring::new(entries)
-        }
-        Err(e) => Err(e),
+/// Fixed-file slots per ring: the descriptor limit (the kernel refuses a larger table), at
+/// most 32,768.
+fn fixed_table_size() -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if ok {
+        lim.rlim_cur.min(32_768) as u32
+    } else {
+        1024
     }
 }
 
 /// Runs one loop until stop.
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let ring = ring(ctx.config.uring.ring_entries, ctx)?;
+    let ring = super::build_ring(ctx, true)?;
     let count = ctx.config.uring.ring_buffers;
     let bufs = BufRing::register(&ring.submitter(), BGID, count, ctx.config.buffer_size)?;
+    let fixed_slots = if ctx.config.uring.fixed_files {
+        let slots = fixed_table_size();
+        ring.submitter().register_files_sparse(slots)?;
+        ctx.shared.setting("fixed_files", format!("{slots} slots"));
+        slots as usize
+    } else {
+        ctx.shared.setting("fixed_files", "off");
+        0
+    };
     ctx.shared
         .setting("ring_entries", ring.params().sq_entries());
     ctx.shared.setting("cq_entries", ring.params().cq_entries());
@@ -196,6 +205,7 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         bufs: Some(bufs),
         conns: Slab::new(),
         held: 0,
+        fixed_slots,
         limit,
         peak_conn_buffers: 0,
         starved: Vec::new(),
@@ -244,6 +254,8 @@ struct Conn {
     failed: bool,
     /// The shutdown completed.
     done: bool,
+    /// The socket is in the ring's fixed-file table, at the connection's key.
+    fixed: bool,
 }
 
 impl Conn {
@@ -264,6 +276,9 @@ struct Loop {
     conns: Slab<Conn>,
     /// Ring buffers connections hold (received, echo not yet sent).
     held: usize,
+    /// Slots in the ring's fixed-file table (`--fixed-files`; 0: off). Connection `key` uses
+    /// slot `key` when it is below this.
+    fixed_slots: usize,
     /// Each multishot arm's byte limits (per receive, total), where the kernel has them.
     limit: Option<(u32, u32)>,
     /// The most ring buffers one connection held at once.
@@ -361,7 +376,17 @@ impl Loop {
     fn open(&mut self, sock: TcpStream, ctx: &Ctx) {
         let _ = sock.set_nodelay(true);
         ctx.shared.opened();
-        let key = self.conns.insert(Conn {
+        let key = self.conns.vacant_key();
+        // A socket the table cannot take (slots all used, or the kernel refuses) is served
+        // by its descriptor like any other: correct, only without the saving.
+        let fixed = key < self.fixed_slots
+            && self
+                .ring
+                .submitter()
+                .register_files_update(key as u32, &[sock.as_raw_fd()])
+                .is_ok();
+        self.conns.insert(Conn {
+            fixed,
             sock,
             held: VecDeque::new(),
             sent: 0,
@@ -383,7 +408,18 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let fd = types::Fd(conn.sock.as_raw_fd());
+        let (fd, fixed) = (types::Fd(conn.sock.as_raw_fd()), types::Fixed(key as u32));
+        let is_fixed = conn.fixed;
+        // The same operation on the fixed slot or on the descriptor (two types, one choice).
+        macro_rules! on {
+            ($op:ident :: new($($arg:expr),*) $(.$m:ident($($a:expr),*))*) => {
+                if is_fixed {
+                    opcode::$op::new(fixed, $($arg),*)$(.$m($($a),*))*.build()
+                } else {
+                    opcode::$op::new(fd, $($arg),*)$(.$m($($a),*))*.build()
+                }
+            };
+        }
         if conn.failed || conn.done {
             if conn.receiving && !conn.cancelling {
                 conn.cancelling = true;
@@ -403,9 +439,7 @@ impl Loop {
                 let sent = conn.sent;
                 conn.sending = true;
                 let ptr = self.bufs().ptr(bid).wrapping_add(sent);
-                let entry = opcode::Send::new(fd, ptr, (len - sent) as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
+                let entry = on!(Send::new(ptr, (len - sent) as u32).flags(libc::MSG_NOSIGNAL))
                     .user_data(tag(key, OpKind::Send));
                 self.push(entry);
                 return;
@@ -418,18 +452,14 @@ impl Loop {
         if conn.eof {
             if !conn.shutting && !conn.receiving {
                 conn.shutting = true;
-                self.push(
-                    opcode::Shutdown::new(fd, libc::SHUT_WR)
-                        .build()
-                        .user_data(tag(key, OpKind::Shutdown)),
-                );
+                self.push(on!(Shutdown::new(libc::SHUT_WR)).user_data(tag(key, OpKind::Shutdown)));
             }
             return;
         }
         if !conn.receiving && !conn.starved {
             conn.receiving = true;
             conn.cancelling = false;
-            let mut entry = opcode::RecvMulti::new(fd, bgid).build();
+            let mut entry = on!(RecvMulti::new(bgid));
             if let Some((per_receive, total)) = self.limit {
                 entry = limited(entry, per_receive, total);
             }
@@ -441,6 +471,14 @@ impl Loop {
     /// leave the gauge, its socket closes.
     fn close(&mut self, key: usize) {
         let conn = self.conns.remove(key);
+        if conn.fixed {
+            // The table holds its own reference to the socket: without this the peer would
+            // never see the close. Nothing is in flight on the slot any more.
+            let _ = self
+                .ring
+                .submitter()
+                .register_files_update(key as u32, &[-1]);
+        }
         self.counters.dropped(conn.pending());
         for (bid, _) in conn.held {
             self.give_back(bid);
