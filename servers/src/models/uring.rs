@@ -86,7 +86,29 @@ pub(crate) fn availability() -> Result<(), String> {
     PROBED.get_or_init(probe).clone()
 }
 
+/// The test hook that simulates a kernel without io_uring, or without one opcode: the
+/// environment variable `IOMODELS_URING_PROBE` set to `ENOSYS`, `EPERM` or an opcode name of
+/// [`OPCODES`] (`IORING_OP_SHUTDOWN`) makes both models' probes fail as such a kernel would, so
+/// `models`, `serve`, `run` and the conformance suite can be checked on a kernel that has it
+/// all. `None` when unset (the real probe runs).
+pub(super) fn simulated_refusal() -> Option<Result<(), String>> {
+    let what = std::env::var("IOMODELS_URING_PROBE").ok()?;
+    Some(match what.as_str() {
+        "ENOSYS" => Err(setup_refused(&io::Error::from_raw_os_error(libc::ENOSYS))),
+        "EPERM" => Err(setup_refused(&io::Error::from_raw_os_error(libc::EPERM))),
+        name => match OPCODES.iter().find(|(_, n)| *n == name) {
+            Some(&(missing, _)) => missing_opcode(|op| op != missing),
+            None => Err(format!(
+                "IOMODELS_URING_PROBE={name}: not ENOSYS, EPERM or an opcode this model uses"
+            )),
+        },
+    })
+}
+
 fn probe() -> Result<(), String> {
+    if let Some(simulated) = simulated_refusal() {
+        return simulated;
+    }
     let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     ring.submitter()

@@ -55,6 +55,9 @@ pub(crate) fn availability() -> Result<(), String> {
 }
 
 fn probe() -> Result<(), String> {
+    if let Some(simulated) = super::simulated_refusal() {
+        return simulated;
+    }
     let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     ring.submitter()
