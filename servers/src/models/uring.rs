@@ -90,10 +90,12 @@ pub(crate) fn availability() -> Result<(), String> {
 /// environment variable `IOMODELS_URING_PROBE` set to `ENOSYS`, `EPERM` or an opcode name of
 /// [`OPCODES`] (`IORING_OP_SHUTDOWN`) makes both models' probes fail as such a kernel would, so
 /// `models`, `serve`, `run` and the conformance suite can be checked on a kernel that has it
-/// all. `None` when unset (the real probe runs).
+/// all. `NO_RECEIVE_LIMIT` instead simulates a kernel before 6.17, whose multishot receive has
+/// no byte limit (`multishot::receive_limit`). `None` when unset (the real probe runs).
 pub(super) fn simulated_refusal() -> Option<Result<(), String>> {
     let what = std::env::var("IOMODELS_URING_PROBE").ok()?;
     Some(match what.as_str() {
+        "NO_RECEIVE_LIMIT" => return None,
         "ENOSYS" => Err(setup_refused(&io::Error::from_raw_os_error(libc::ENOSYS))),
         "EPERM" => Err(setup_refused(&io::Error::from_raw_os_error(libc::EPERM))),
         name => match OPCODES.iter().find(|(_, n)| *n == name) {

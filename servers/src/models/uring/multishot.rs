@@ -79,7 +79,10 @@ fn probe() -> Result<(), String> {
 /// must complete without `IORING_CQE_F_MORE`. Probed once per process.
 pub(crate) fn receive_limit() -> bool {
     static PROBED: OnceLock<bool> = OnceLock::new();
-    *PROBED.get_or_init(|| probe_receive_limit().unwrap_or(false))
+    *PROBED.get_or_init(|| {
+        std::env::var("IOMODELS_URING_PROBE").as_deref() != Ok("NO_RECEIVE_LIMIT")
+            && probe_receive_limit().unwrap_or(false)
+    })
 }
 
 fn probe_receive_limit() -> io::Result<bool> {
