@@ -29,7 +29,8 @@ pub struct ServerStats {
     pub bytes_out: u64,
     /// Most bytes held read-but-unsent at once: exact for one loop; with several loops, the sum
     /// of each loop's peak (an upper bound). Bounded by open connections × `buffer_size`
-    /// (for `uring-multishot`, by each loop's provided-buffer ring instead).
+    /// (for `uring-multishot` on a kernel before Linux 6.17, by each loop's provided-buffer
+    /// ring instead: see `Model::held_per_connection`).
     pub peak_buffered_bytes: u64,
     /// Accept calls that failed (peer reset before accept, `EMFILE`, a descriptor `select`
     /// cannot hold); never fatal.
