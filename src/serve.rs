@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
@@ -16,7 +17,7 @@ use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::limits;
 use crate::resolve::{self, Tried};
-use crate::units::{CpuList, parse_bytes, parse_cpus};
+use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
 
 /// Flags of `iomodels serve`, raw; checked by `servers::Config::validate` when the server starts.
 #[derive(Args)]
@@ -51,6 +52,20 @@ pub struct ServeArgs {
     /// --buffer bytes, shared by the loop's connections. Recorded in the stats' settings.
     #[arg(long, value_name = "N", default_value_t = UringOptions::default().ring_buffers)]
     ring_buffers: u16,
+    /// io_uring models: a kernel thread per ring polls the submission queue
+    /// (IORING_SETUP_SQPOLL), sleeping after IDLE without work (default 1s; 1ms to 60s). Its
+    /// CPU is the server process's. Excludes DEFER_TASKRUN. Recorded in the stats' settings.
+    #[arg(long, value_name = "IDLE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "1s", value_parser = parse_duration)]
+    sqpoll: Option<Duration>,
+    /// uring-multishot: register accepted sockets in the ring's fixed-file table and name them
+    /// by slot in every operation. Recorded in the stats' settings.
+    #[arg(long)]
+    fixed_files: bool,
+    /// uring-multishot: set the ring up without SINGLE_ISSUER | DEFER_TASKRUN (the ablation).
+    /// Recorded in the stats' settings.
+    #[arg(long)]
+    no_defer_taskrun: bool,
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
@@ -74,6 +89,12 @@ pub fn run(args: ServeArgs) -> CliResult {
         uring: UringOptions {
             ring_entries: args.ring_entries,
             ring_buffers: args.ring_buffers,
+            // Rounded up, so 0.4 ms is 1 ms rather than 0; past u32 it fails validation.
+            sqpoll_idle_ms: args
+                .sqpoll
+                .map(|d| u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)),
+            fixed_files: args.fixed_files,
+            defer_taskrun: !args.no_defer_taskrun,
         },
     };
     // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on

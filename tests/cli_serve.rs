@@ -491,3 +491,85 @@ fn ten_thousand_connections() {
         assert_eq!(stats["accept_errors"], 0, "{model}: {stats}");
     }
 }
+
+/// Issue 13: the io_uring options are typed and refused in one line, with exit 2, when the
+/// value is bad or the model does not take them.
+#[test]
+fn io_uring_options_are_refused_in_one_line() {
+    for (args, says) in [
+        (
+            &["epoll", "--sqpoll"][..],
+            "--sqpoll applies to uring and uring-multishot only",
+        ),
+        (
+            &["uring", "--fixed-files"],
+            "--fixed-files applies to uring-multishot only",
+        ),
+        (
+            &["poll", "--no-defer-taskrun"],
+            "--no-defer-taskrun applies to uring-multishot only",
+        ),
+        (
+            &["uring", "--sqpoll=0ms"],
+            "--sqpoll idle time must be between 1 ms and 60 s",
+        ),
+        (
+            &["uring-multishot", "--sqpoll=61s"],
+            "--sqpoll idle time must be between",
+        ),
+    ] {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
+        all.extend(["--listen", "127.0.0.1:0"]);
+        let out = iomodels(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let model = servers::Model::from_name(args[0]).unwrap();
+        if model.availability().is_err() {
+            // Not Linux, or no io_uring: refused for that reason first.
+            assert!(err.contains("not available here"), "{args:?}: {err}");
+            continue;
+        }
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+    }
+}
+
+/// Issue 13: a kernel without io_uring (simulated through the models' probe) lists both io_uring
+/// models as unavailable with the kernel's reason, and `serve` refuses them with it (exit 2).
+#[test]
+fn a_kernel_without_io_uring_is_named_as_the_reason() {
+    if servers::Model::Uring.availability().is_err() {
+        return; // already unavailable for a real reason, checked by the test above
+    }
+    for (errno, says) in [
+        ("ENOSYS", "ENOSYS: this kernel has no io_uring"),
+        ("EPERM", "kernel.io_uring_disabled"),
+        ("IORING_OP_SHUTDOWN", "the kernel lacks IORING_OP_SHUTDOWN"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+            .arg("models")
+            .env("IOMODELS_URING_PROBE", errno)
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        for name in ["uring", "uring-multishot"] {
+            let row = table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} not listed: {table}"));
+            assert!(row.contains(says), "{errno}: {row}");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+            .args(["serve", "uring-multishot", "--listen", "127.0.0.1:0"])
+            .env("IOMODELS_URING_PROBE", errno)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{errno}: {err}");
+        assert!(
+            err.contains(says) && err.trim().lines().count() == 1,
+            "{errno}: {err}"
+        );
+    }
+}

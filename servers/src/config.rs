@@ -84,6 +84,25 @@ pub struct UringOptions {
     /// bounds what a loop holds, and a loop whose buffers are all held pauses its receives.
     #[serde(default = "default_ring_buffers")]
     pub ring_buffers: u16,
+    /// Both io_uring models: `IORING_SETUP_SQPOLL` with this idle time in milliseconds (a
+    /// kernel thread per ring polls the submission queue and sleeps after this long without
+    /// work); `None` submits with `io_uring_enter` as usual. Incompatible with `DEFER_TASKRUN`,
+    /// which `uring-multishot` then does without. 1 to 60,000 ms.
+    #[serde(default)]
+    pub sqpoll_idle_ms: Option<u32>,
+    /// `uring-multishot`: register each accepted socket in the ring's fixed-file table and name
+    /// it by its slot in every operation (saves a file lookup per operation, costs an
+    /// `io_uring_register` call when a connection opens and one when it closes).
+    #[serde(default)]
+    pub fixed_files: bool,
+    /// `uring-multishot`: ask for `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`
+    /// (the default); `false` sets the ring up without them, for the ablation.
+    #[serde(default = "default_true")]
+    pub defer_taskrun: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Default buffers in a `uring-multishot` loop's ring: 256 × 16 KiB = 4 MiB per loop.
@@ -98,6 +117,9 @@ impl Default for UringOptions {
         Self {
             ring_entries: DEFAULT_RING_ENTRIES,
             ring_buffers: DEFAULT_RING_BUFFERS,
+            sqpoll_idle_ms: None,
+            fixed_files: false,
+            defer_taskrun: true,
         }
     }
 }
@@ -152,11 +174,16 @@ pub enum ConfigError {
     /// The buffer ring's size is not one io_uring takes.
     #[error("--ring-buffers must be a power of two between 1 and 32768 (got {0})")]
     RingBuffers(u16),
+    /// The SQ poll thread's idle time is out of range.
+    #[error("--sqpoll idle time must be between 1 ms and 60 s (got {0} ms)")]
+    SqpollIdle(u32),
     /// An option of other models was given.
-    #[error("{option} applies to the io_uring models only, not {model}")]
+    #[error("{option} applies to {models} only, not {model}")]
     NotThisModel {
         /// The option, as a flag.
         option: &'static str,
+        /// The models that take it.
+        models: &'static str,
         /// The model asked for.
         model: &'static str,
     },
@@ -184,6 +211,11 @@ impl Config {
         }
         if !self.uring.ring_buffers.is_power_of_two() || self.uring.ring_buffers > 32768 {
             return Err(ConfigError::RingBuffers(self.uring.ring_buffers));
+        }
+        if let Some(idle) = self.uring.sqpoll_idle_ms {
+            if !(1..=60_000).contains(&idle) {
+                return Err(ConfigError::SqpollIdle(idle));
+            }
         }
         if !self.accept.is_supported() {
             return Err(ConfigError::AcceptMode(self.accept));
@@ -230,6 +262,16 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(bad.validate(), Err(ConfigError::RingBuffers(100)));
+        for idle in [0, 60_001] {
+            let bad = Config {
+                uring: UringOptions {
+                    sqpoll_idle_ms: Some(idle),
+                    ..UringOptions::default()
+                },
+                ..Config::default()
+            };
+            assert_eq!(bad.validate(), Err(ConfigError::SqpollIdle(idle)));
+        }
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub struct ServerStats {
     pub bytes_out: u64,
     /// Most bytes held read-but-unsent at once: exact for one loop; with several loops, the sum
     /// of each loop's peak (an upper bound). Bounded by open connections × `buffer_size`
-    /// (for `uring-multishot`, by each loop's provided-buffer ring instead).
+    /// (for `uring-multishot` on a kernel before Linux 6.17, by each loop's provided-buffer
+    /// ring instead: see `Model::held_per_connection`).
     pub peak_buffered_bytes: u64,
     /// Accept calls that failed (peer reset before accept, `EMFILE`, a descriptor `select`
     /// cannot hold); never fatal.
@@ -89,6 +90,19 @@ impl Shared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), value.to_string());
+    }
+
+    /// Records a model-specific count as a setting, keeping the largest value any loop reported
+    /// (a peak, such as the most ring buffers one connection held).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // io_uring's only, today
+    pub(crate) fn setting_max(&self, key: &str, value: u64) {
+        let mut settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = settings
+            .entry(key.to_string())
+            .or_insert_with(|| "0".into());
+        if entry.parse::<u64>().is_ok_and(|old| value > old) {
+            *entry = value.to_string();
+        }
     }
 
     pub(crate) fn snapshot(&self, model: &str, config: &Config) -> ServerStats {

@@ -5,11 +5,11 @@
 //! - echoes every byte, in order, on every connection (RFC 862);
 //! - sets `TCP_NODELAY` on accepted sockets and reads with the configured buffer size;
 //! - applies backpressure: while a connection has unwritten bytes it reads no more, so one
-//!   connection never holds more than one buffer. The one exception is `uring-multishot`,
-//!   whose connections share their loop's provided-buffer ring: a receive armed once keeps
-//!   receiving until its cancel takes effect, so a connection whose echo is stuck holds its
-//!   buffers up to the whole ring, and never more ([`Model::held_per_connection`] says which
-//!   bound applies; the loop as a whole never holds more than its ring);
+//!   connection never holds more than one buffer's worth of bytes. `uring-multishot` keeps it
+//!   with the kernel's limit on a multishot receive (Linux 6.17+: each arm ends by itself
+//!   within one buffer of bytes); on an older kernel a receive armed once keeps receiving
+//!   until its cancel takes effect, and its bound is its loop's provided-buffer ring instead
+//!   ([`Model::held_per_connection`] says which bound applies here);
 //! - handles partial writes, `WouldBlock`, half-close (after the client's FIN it sends what is
 //!   pending, then shuts its write side and closes) and reset by peer (the connection ends,
 //!   the server goes on);
@@ -66,6 +66,10 @@ mod uring {
     crate::models::unsupported!("io_uring is Linux only");
     pub(crate) mod multishot {
         crate::models::unsupported!("io_uring is Linux only");
+
+        pub(crate) fn receive_limit() -> bool {
+            false
+        }
     }
 }
 
@@ -342,13 +346,16 @@ impl Model {
         })
     }
 
-    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer for
-    /// every model except `uring-multishot`, where it is the loop's whole buffer ring (its
-    /// connections share it, and a receive armed once keeps delivering until its cancel takes
-    /// effect).
+    /// The most bytes one connection can hold read-but-unsent under `config`: one buffer
+    /// (`buffer_size`). The one exception is `uring-multishot` on a kernel without the
+    /// multishot receive limit (before Linux 6.17), where it is the loop's whole buffer ring:
+    /// its connections share it, and a receive armed once keeps delivering until its cancel
+    /// takes effect.
     pub fn held_per_connection(self, config: &Config) -> usize {
         match self {
-            Model::UringMultishot => config.buffer_size * config.uring.ring_buffers as usize,
+            Model::UringMultishot if !uring::multishot::receive_limit() => {
+                config.buffer_size * config.uring.ring_buffers as usize
+            }
             _ => config.buffer_size,
         }
     }
@@ -359,18 +366,39 @@ impl Model {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
         let uring = matches!(self, Model::Uring | Model::UringMultishot);
-        let default = UringOptions::default();
-        if !uring && config.uring.ring_entries != default.ring_entries {
-            return Err(ConfigError::NotThisModel {
-                option: "--ring-entries",
-                model: self.name(),
-            });
-        }
-        if self != Model::UringMultishot && config.uring.ring_buffers != default.ring_buffers {
-            return Err(ConfigError::NotThisModel {
-                option: "--ring-buffers",
-                model: self.name(),
-            });
+        let multishot = self == Model::UringMultishot;
+        let (given, default) = (&config.uring, UringOptions::default());
+        const BOTH: &str = "uring and uring-multishot";
+        const MULTISHOT: &str = "uring-multishot";
+        for (applies, set, option, models) in [
+            (
+                uring,
+                given.ring_entries != default.ring_entries,
+                "--ring-entries",
+                BOTH,
+            ),
+            (uring, given.sqpoll_idle_ms.is_some(), "--sqpoll", BOTH),
+            (
+                multishot,
+                given.ring_buffers != default.ring_buffers,
+                "--ring-buffers",
+                MULTISHOT,
+            ),
+            (multishot, given.fixed_files, "--fixed-files", MULTISHOT),
+            (
+                multishot,
+                !given.defer_taskrun,
+                "--no-defer-taskrun",
+                MULTISHOT,
+            ),
+        ] {
+            if set && !applies {
+                return Err(ConfigError::NotThisModel {
+                    option,
+                    models,
+                    model: self.name(),
+                });
+            }
         }
         Ok(())
     }
@@ -509,5 +537,40 @@ mod tests {
         };
         assert!(Model::Uring.check_config(&big_ring).is_ok());
         assert!(Model::Epoll.check_config(&big_ring).is_err());
+        let with = |uring| Config {
+            uring,
+            ..Config::default()
+        };
+        let sqpoll = with(UringOptions {
+            sqpoll_idle_ms: Some(100),
+            ..UringOptions::default()
+        });
+        assert!(Model::Uring.check_config(&sqpoll).is_ok());
+        assert!(Model::UringMultishot.check_config(&sqpoll).is_ok());
+        assert!(Model::Epoll.check_config(&sqpoll).is_err());
+        for multishot_only in [
+            UringOptions {
+                fixed_files: true,
+                ..UringOptions::default()
+            },
+            UringOptions {
+                defer_taskrun: false,
+                ..UringOptions::default()
+            },
+        ] {
+            let config = with(multishot_only);
+            assert!(Model::UringMultishot.check_config(&config).is_ok());
+            assert_eq!(
+                Model::Uring.check_config(&config).unwrap_err().to_string(),
+                format!(
+                    "{} applies to uring-multishot only, not uring",
+                    if config.uring.fixed_files {
+                        "--fixed-files"
+                    } else {
+                        "--no-defer-taskrun"
+                    }
+                )
+            );
+        }
     }
 }

@@ -17,8 +17,10 @@
 //! cancels every operation in flight (`IORING_OP_ASYNC_CANCEL`), reaps until each one has
 //! completed, and only then drops the ring and, after it, the buffers and sockets.
 //!
-//! It deliberately does not use multishot operations, provided buffers, registered files or
-//! `SQPOLL`: it is the baseline the later io_uring variants are measured against.
+//! It deliberately does not use multishot operations, provided buffers or registered files: it
+//! is the baseline the later io_uring variants are measured against. `SQPOLL` only when asked
+//! (`--sqpoll`); [`build_ring`], shared with `uring-multishot`, sets up the ring as the
+//! options ask and records what it got.
 #![allow(unsafe_code)] // raw descriptors and operations whose memory the kernel uses: the FFI edge
 
 mod bufring;
@@ -84,7 +86,31 @@ pub(crate) fn availability() -> Result<(), String> {
     PROBED.get_or_init(probe).clone()
 }
 
+/// The test hook that simulates a kernel without io_uring, or without one opcode: the
+/// environment variable `IOMODELS_URING_PROBE` set to `ENOSYS`, `EPERM` or an opcode name of
+/// [`OPCODES`] (`IORING_OP_SHUTDOWN`) makes both models' probes fail as such a kernel would, so
+/// `models`, `serve`, `run` and the conformance suite can be checked on a kernel that has it
+/// all. `NO_RECEIVE_LIMIT` instead simulates a kernel before 6.17, whose multishot receive has
+/// no byte limit (`multishot::receive_limit`). `None` when unset (the real probe runs).
+pub(super) fn simulated_refusal() -> Option<Result<(), String>> {
+    let what = std::env::var("IOMODELS_URING_PROBE").ok()?;
+    Some(match what.as_str() {
+        "NO_RECEIVE_LIMIT" => return None,
+        "ENOSYS" => Err(setup_refused(&io::Error::from_raw_os_error(libc::ENOSYS))),
+        "EPERM" => Err(setup_refused(&io::Error::from_raw_os_error(libc::EPERM))),
+        name => match OPCODES.iter().find(|(_, n)| *n == name) {
+            Some(&(missing, _)) => missing_opcode(|op| op != missing),
+            None => Err(format!(
+                "IOMODELS_URING_PROBE={name}: not ENOSYS, EPERM or an opcode this model uses"
+            )),
+        },
+    })
+}
+
 fn probe() -> Result<(), String> {
+    if let Some(simulated) = simulated_refusal() {
+        return simulated;
+    }
     let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     ring.submitter()
@@ -116,7 +142,7 @@ fn missing_opcode(supported: impl Fn(u8) -> bool) -> Result<(), String> {
 
 /// Runs one loop (one ring) until stop.
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let ring = IoUring::new(ctx.config.uring.ring_entries)?;
+    let ring = build_ring(ctx, false)?;
     ctx.shared
         .setting("ring_entries", ring.params().sq_entries());
     ctx.shared.setting("cq_entries", ring.params().cq_entries());
@@ -152,6 +178,78 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     // Whatever ended the loop, nothing is freed while the kernel may still use it.
     lp.drain(ctx)?;
     result
+}
+
+/// A loop's ring as the options ask, with what was set up recorded in the settings
+/// (`sqpoll`, and for `uring-multishot`, which passes `multishot`, `defer_taskrun`).
+///
+/// `--sqpoll`: a kernel thread polls the submission queue. When the process is confined to
+/// some CPUs (`serve --cpus`), the thread is pinned to the first of them
+/// (`IORING_SETUP_SQ_AFF`), since otherwise it may run on any CPU, including the load
+/// generator's. SQPOLL excludes `DEFER_TASKRUN` (the kernel refuses the pair).
+/// `multishot`: `SINGLE_ISSUER | DEFER_TASKRUN` unless `--no-defer-taskrun`, or a plain ring
+/// when the kernel refuses them.
+pub(super) fn build_ring(ctx: &Ctx, multishot: bool) -> io::Result<IoUring> {
+    let opts = &ctx.config.uring;
+    let entries = opts.ring_entries;
+    if let Some(idle) = opts.sqpoll_idle_ms {
+        let mut builder = IoUring::builder();
+        builder.setup_sqpoll(idle);
+        let cpu = confined_cpu();
+        if let Some(cpu) = cpu {
+            builder.setup_sqpoll_cpu(cpu);
+        }
+        let ring = builder.build(entries)?;
+        ctx.shared.setting("sqpoll", format!("{idle} ms idle"));
+        ctx.shared.setting(
+            "sqpoll_cpu",
+            cpu.map_or("any".to_string(), |c| c.to_string()),
+        );
+        if multishot {
+            ctx.shared
+                .setting("defer_taskrun", "false (--sqpoll: the kernel refuses both)");
+        }
+        return Ok(ring);
+    }
+    ctx.shared.setting("sqpoll", "off");
+    if !multishot {
+        return IoUring::new(entries);
+    }
+    if !opts.defer_taskrun {
+        ctx.shared
+            .setting("defer_taskrun", "false (--no-defer-taskrun)");
+        return IoUring::new(entries);
+    }
+    match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        Ok(ring) => {
+            ctx.shared.setting("defer_taskrun", true);
+            Ok(ring)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            ctx.shared
+                .setting("defer_taskrun", "false (kernel refused: EINVAL)");
+            IoUring::new(entries)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The first CPU this thread may run on, if it may not run on every online CPU.
+fn confined_cpu() -> Option<u32> {
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let allowed = sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
+    // SAFETY: sysconf takes a plain value and touches no memory of ours.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (online > 0 && cpus.len() < online as usize)
+        .then(|| cpus.first().map(|&c| c as u32))
+        .flatten()
 }
 
 /// One loop's ring and everything its operations use.

@@ -5,13 +5,22 @@
 //! refuses those flags gets a plain ring, and the settings say which.
 //!
 //! A receive completion names the ring buffer the kernel filled; the loop sends from that
-//! buffer and returns it to the ring only after the send completed. Backpressure: a connection
-//! keeps its multishot receive while its echoes keep up; when data arrives while a send is
-//! still pending, the receive is cancelled and re-armed only once everything held was sent, so
-//! a stuck connection holds its pending buffer plus what the kernel delivered before the
-//! cancel took effect, and the whole loop never holds more than the ring. A receive that ends
+//! buffer and returns it to the ring only after the send completed. Backpressure: each arm of
+//! the multishot receive carries the kernel's byte limits (Linux 6.17+, probed by behaviour
+//! since older kernels ignore the field: [`receive_limit`]): at most half a buffer per
+//! receive and an end after half a buffer in all, so one arm delivers less than one buffer of
+//! bytes (usually in one or two ring buffers) and ends; the loop re-arms only once everything
+//! the connection held was sent. A client that never reads therefore holds one buffer's worth,
+//! as in every other model, and cannot drain the ring its loop's other connections share. On an
+//! older kernel the receive is instead cancelled when data arrives while a send is pending, and
+//! a stuck connection holds what the kernel delivered before the cancel took effect (bounded
+//! by the ring only). A receive that ends
 //! (`more()` false: `ENOBUFS` because the ring ran dry, or the cancel) is re-armed when the
 //! connection is ready for more; one that ran dry waits until a buffer comes back.
+//!
+//! Options (`UringOptions`): `--fixed-files` puts each accepted socket in the ring's fixed-file
+//! table at its connection's key and names it by slot in every operation; `--no-defer-taskrun`
+//! and `--sqpoll` (which excludes it) change how the ring is set up ([`super::build_ring`]).
 //!
 //! What it shares with `uring`: the `user_data` tags, the reserved values, the eventfd wake-up
 //! and the availability probe (the parent module). What it deliberately does not use: the
@@ -19,9 +28,10 @@
 //! ring and a connection holds a queue of them.
 
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -45,6 +55,9 @@ pub(crate) fn availability() -> Result<(), String> {
 }
 
 fn probe() -> Result<(), String> {
+    if let Some(simulated) = super::simulated_refusal() {
+        return simulated;
+    }
     let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     ring.submitter()
@@ -60,37 +73,132 @@ fn probe() -> Result<(), String> {
         .map_err(|e| format!("io_uring: unregistering a buffer ring failed: {e}"))
 }
 
-/// The ring this model wants, or a plain one when the kernel refuses the flags (before 6.1).
-fn ring(entries: u32, ctx: &Ctx) -> io::Result<IoUring> {
-    match IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-    {
-        Ok(ring) => {
-            ctx.shared.setting("defer_taskrun", true);
-            Ok(ring)
+/// Whether this kernel ends a multishot receive by itself once it has received a set number of
+/// bytes (`sqe.optlen`, Linux 6.17: "multishot receive len cap"). Older kernels ignore the field
+/// (no error), so it is tried, not assumed: a receive limited to 1 byte, with 2 bytes waiting,
+/// must complete without `IORING_CQE_F_MORE`. Probed once per process.
+pub(crate) fn receive_limit() -> bool {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    *PROBED.get_or_init(|| {
+        std::env::var("IOMODELS_URING_PROBE").as_deref() != Ok("NO_RECEIVE_LIMIT")
+            && probe_receive_limit().unwrap_or(false)
+    })
+}
+
+fn probe_receive_limit() -> io::Result<bool> {
+    let mut ring = IoUring::new(4)?;
+    let bufs = BufRing::register(&ring.submitter(), BGID, 2, 64)?;
+    let (mut tx, rx) = UnixStream::pair()?;
+    tx.write_all(b"xy")?;
+    let recv = limited(
+        opcode::RecvMulti::new(types::Fd(rx.as_raw_fd()), BGID).build(),
+        1,
+        1,
+    )
+    .user_data(1);
+    // SAFETY: the receive uses only the registered buffer ring, unregistered below only after
+    // the receive's last completion.
+    unsafe { ring.submission().push(&recv) }.map_err(io::Error::other)?;
+    let mut supported = None;
+    let mut cancelled = false;
+    while supported.is_none_or(|s: bool| !s && !cancelled) {
+        ring.submit_and_wait(1)?;
+        let cqes: Vec<(u64, i32, u32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result(), c.flags()))
+            .collect();
+        for (user_data, res, flags) in cqes {
+            if user_data != 1 {
+                continue;
+            }
+            if supported.is_none() {
+                supported = Some(res > 0 && !cqueue::more(flags));
+            }
+            if !cqueue::more(flags) {
+                cancelled = true; // the receive is over: nothing of the ring is in use
+            }
         }
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            ctx.shared
-                .setting("defer_taskrun", "false (kernel refused: EINVAL)");
-            IoUring::new(entries)
+        if supported == Some(false) && !cancelled {
+            let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
+            // SAFETY: a cancel uses no memory of ours.
+            unsafe { ring.submission().push(&cancel) }.map_err(io::Error::other)?;
         }
-        Err(e) => Err(e),
+        if supported == Some(true) {
+            break;
+        }
+    }
+    bufs.unregister(&ring.submitter())?;
+    Ok(supported == Some(true))
+}
+
+/// A multishot receive entry that receives at most `per_receive` bytes per completion and ends
+/// (no `IORING_CQE_F_MORE`) once it received `total` bytes, on kernels with [`receive_limit`].
+fn limited(entry: squeue::Entry, per_receive: u32, total: u32) -> squeue::Entry {
+    const _: () = assert!(size_of::<squeue::Entry>() == 64);
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `io_uring_sqe`, plain
+    // data with no invalid bit patterns; its bytes 24..28 are `len` and 44..48 `optlen` (the
+    // union with `file_index`, unused by a receive), the fields `opcode::RecvMulti` cannot set.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(entry) };
+    raw[24..28].copy_from_slice(&per_receive.to_ne_bytes());
+    raw[44..48].copy_from_slice(&total.to_ne_bytes());
+    // SAFETY: as above; any bytes make a valid `io_uring_sqe`.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
+}
+
+/// The per-receive and total byte limits of one multishot arm: together at most
+/// `buffer_size` bytes (`total - 1 + per_receive`), so one connection never holds more than
+/// one buffer's worth of bytes, as every other model.
+fn arm_limits(buffer_size: usize) -> (u32, u32) {
+    let size = buffer_size.min(u32::MAX as usize) as u32;
+    let per_receive = (size / 2).max(1);
+    (per_receive, size - size / 2)
+}
+
+/// Fixed-file slots per ring: the descriptor limit (the kernel refuses a larger table), at
+/// most 32,768.
+fn fixed_table_size() -> u32 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if ok {
+        lim.rlim_cur.min(32_768) as u32
+    } else {
+        1024
     }
 }
 
 /// Runs one loop until stop.
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let ring = ring(ctx.config.uring.ring_entries, ctx)?;
+    let ring = super::build_ring(ctx, true)?;
     let count = ctx.config.uring.ring_buffers;
     let bufs = BufRing::register(&ring.submitter(), BGID, count, ctx.config.buffer_size)?;
+    let fixed_slots = if ctx.config.uring.fixed_files {
+        let slots = fixed_table_size();
+        ring.submitter().register_files_sparse(slots)?;
+        ctx.shared.setting("fixed_files", format!("{slots} slots"));
+        slots as usize
+    } else {
+        ctx.shared.setting("fixed_files", "off");
+        0
+    };
     ctx.shared
         .setting("ring_entries", ring.params().sq_entries());
     ctx.shared.setting("cq_entries", ring.params().cq_entries());
     ctx.shared.setting("ring_buffers", count);
     ctx.shared
         .setting("ring_buffer_size", ctx.config.buffer_size);
+    let limit = receive_limit().then(|| arm_limits(ctx.config.buffer_size));
+    ctx.shared.setting(
+        "receive_limit",
+        match limit {
+            Some((per, total)) => format!("{per}/{total}"),
+            None => "none (kernel before 6.17: cancel only)".into(),
+        },
+    );
+    ctx.shared.setting_max("peak_connection_buffers", 0);
     let wake = EventFd::new()?;
     ctx.stop.on_stop(wake.waker()?);
     let (listener, inbox) = match incoming {
@@ -103,6 +211,9 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         bufs: Some(bufs),
         conns: Slab::new(),
         held: 0,
+        fixed_slots,
+        limit,
+        peak_conn_buffers: 0,
         starved: Vec::new(),
         wake_starved: Vec::new(),
         counters: ctx.shared.new_loop(),
@@ -149,6 +260,8 @@ struct Conn {
     failed: bool,
     /// The shutdown completed.
     done: bool,
+    /// The socket is in the ring's fixed-file table, at the connection's key.
+    fixed: bool,
 }
 
 impl Conn {
@@ -169,6 +282,13 @@ struct Loop {
     conns: Slab<Conn>,
     /// Ring buffers connections hold (received, echo not yet sent).
     held: usize,
+    /// Slots in the ring's fixed-file table (`--fixed-files`; 0: off). Connection `key` uses
+    /// slot `key` when it is below this.
+    fixed_slots: usize,
+    /// Each multishot arm's byte limits (per receive, total), where the kernel has them.
+    limit: Option<(u32, u32)>,
+    /// The most ring buffers one connection held at once.
+    peak_conn_buffers: usize,
     /// Connections whose receive ran the ring dry, to re-arm as buffers come back.
     starved: Vec<usize>,
     /// Starved connections a returned buffer woke: advanced once the current event is done.
@@ -262,7 +382,17 @@ impl Loop {
     fn open(&mut self, sock: TcpStream, ctx: &Ctx) {
         let _ = sock.set_nodelay(true);
         ctx.shared.opened();
-        let key = self.conns.insert(Conn {
+        let key = self.conns.vacant_key();
+        // A socket the table cannot take (slots all used, or the kernel refuses) is served
+        // by its descriptor like any other: correct, only without the saving.
+        let fixed = key < self.fixed_slots
+            && self
+                .ring
+                .submitter()
+                .register_files_update(key as u32, &[sock.as_raw_fd()])
+                .is_ok();
+        self.conns.insert(Conn {
+            fixed,
             sock,
             held: VecDeque::new(),
             sent: 0,
@@ -284,7 +414,18 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let fd = types::Fd(conn.sock.as_raw_fd());
+        let (fd, fixed) = (types::Fd(conn.sock.as_raw_fd()), types::Fixed(key as u32));
+        let is_fixed = conn.fixed;
+        // The same operation on the fixed slot or on the descriptor (two types, one choice).
+        macro_rules! on {
+            ($op:ident :: new($($arg:expr),*) $(.$m:ident($($a:expr),*))*) => {
+                if is_fixed {
+                    opcode::$op::new(fixed, $($arg),*)$(.$m($($a),*))*.build()
+                } else {
+                    opcode::$op::new(fd, $($arg),*)$(.$m($($a),*))*.build()
+                }
+            };
+        }
         if conn.failed || conn.done {
             if conn.receiving && !conn.cancelling {
                 conn.cancelling = true;
@@ -304,9 +445,7 @@ impl Loop {
                 let sent = conn.sent;
                 conn.sending = true;
                 let ptr = self.bufs().ptr(bid).wrapping_add(sent);
-                let entry = opcode::Send::new(fd, ptr, (len - sent) as u32)
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build()
+                let entry = on!(Send::new(ptr, (len - sent) as u32).flags(libc::MSG_NOSIGNAL))
                     .user_data(tag(key, OpKind::Send));
                 self.push(entry);
                 return;
@@ -319,22 +458,18 @@ impl Loop {
         if conn.eof {
             if !conn.shutting && !conn.receiving {
                 conn.shutting = true;
-                self.push(
-                    opcode::Shutdown::new(fd, libc::SHUT_WR)
-                        .build()
-                        .user_data(tag(key, OpKind::Shutdown)),
-                );
+                self.push(on!(Shutdown::new(libc::SHUT_WR)).user_data(tag(key, OpKind::Shutdown)));
             }
             return;
         }
         if !conn.receiving && !conn.starved {
             conn.receiving = true;
             conn.cancelling = false;
-            self.push(
-                opcode::RecvMulti::new(fd, bgid)
-                    .build()
-                    .user_data(tag(key, OpKind::Recv)),
-            );
+            let mut entry = on!(RecvMulti::new(bgid));
+            if let Some((per_receive, total)) = self.limit {
+                entry = limited(entry, per_receive, total);
+            }
+            self.push(entry.user_data(tag(key, OpKind::Recv)));
         }
     }
 
@@ -342,6 +477,14 @@ impl Loop {
     /// leave the gauge, its socket closes.
     fn close(&mut self, key: usize) {
         let conn = self.conns.remove(key);
+        if conn.fixed {
+            // The table holds its own reference to the socket: without this the peer would
+            // never see the close. Nothing is in flight on the slot any more.
+            let _ = self
+                .ring
+                .submitter()
+                .register_files_update(key as u32, &[-1]);
+        }
         self.counters.dropped(conn.pending());
         for (bid, _) in conn.held {
             self.give_back(bid);
@@ -391,6 +534,12 @@ impl Loop {
                 };
                 if self.conns.contains(key) {
                     self.completed(key, kind, res, flags);
+                    let held = self.conns[key].held.len();
+                    if held > self.peak_conn_buffers {
+                        self.peak_conn_buffers = held;
+                        ctx.shared
+                            .setting_max("peak_connection_buffers", held as u64);
+                    }
                     self.advance(key, ctx);
                 }
                 while let Some(key) = self.wake_starved.pop() {
@@ -454,7 +603,11 @@ impl Loop {
                         let bid = bid.expect("a receive with data names its buffer");
                         counters.read(n as usize);
                         conn.held.push_back((bid, n as usize));
-                        let cancel = conn.held.len() > 1 && conn.receiving && !conn.cancelling;
+                        // With the kernel's limit the arm ends by itself within one buffer.
+                        let cancel = self.limit.is_none()
+                            && conn.held.len() > 1
+                            && conn.receiving
+                            && !conn.cancelling;
                         self.held += 1;
                         if cancel {
                             // An echo is still unsent: no more for this one until it is.
@@ -557,6 +710,11 @@ impl Loop {
             self.close(key);
             ctx.shared.closed();
         }
+        // What the stop left behind, for tests and results: both 0 after a clean drain.
+        ctx.shared
+            .setting_max("buffers_out_at_stop", self.held as u64);
+        ctx.shared
+            .setting_max("connections_at_stop", self.conns.len() as u64);
         let bufs = self.bufs.take().expect("registered");
         bufs.unregister(&self.ring.submitter())?;
         let Loop { ring, .. } = self;
