@@ -14,7 +14,8 @@
 //! first byte); in open loop it starts at its intended send time, and the actual send stamp
 //! feeds the uncorrected histogram and the send lag. It ends when the `read` that completes the
 //! response returns. Waiting is by sleeping in `poll`, so figures include the OS wake-up cost of
-//! a sleeping client (≈ 40 µs per round trip on the reference VM), not a spinning one's. Open
+//! a sleeping client (≈ 40 µs per round trip on the reference VM), not a spinning one's, unless
+//! the workload busy-polls (`busy_poll`: every poll has a zero timeout, nothing sleeps). Open
 //! loop wakes for each intended send with a precise timer ([`crate::timer`]); where there is
 //! none it spins through the last millisecond, because the poll timeout has 1 ms granularity and
 //! a late send would otherwise be counted as the server's latency.
@@ -206,8 +207,10 @@ impl<'a> Prepared<'a> {
             first_error,
         } = connect_up_front(&poll, &plan, w, stop, &mut warnings, connect);
         let mode = Mode::of(w);
+        // A busy-polling worker never sleeps, so it needs no send timer and no margin: it
+        // polls with a zero timeout and checks the schedule on every turn.
         let timer = match plan.rate {
-            Some(r) if r > 0.0 => Timer::new(poll.registry(), TIMER),
+            Some(r) if r > 0.0 && !o.busy_poll => Timer::new(poll.registry(), TIMER),
             _ => None,
         };
         // After pinning and the timer slack, so it measures the wake-ups the run will have.
@@ -416,6 +419,11 @@ impl Worker<'_> {
     /// before a timed send does not yield: handing the core to another thread there is exactly
     /// how a send comes out a scheduler slice late.
     fn sleep(&mut self, now: Instant, next_tick: Instant) -> (Duration, bool) {
+        if self.o.busy_poll {
+            // Never sleep, never yield: the round trip then excludes this thread's wake-up
+            // (`--busy-poll`), at the price of a whole CPU per thread.
+            return (Duration::ZERO, false);
+        }
         let mut wake = next_tick.min(self.intervals.next_boundary());
         if let Some(e) = self.go.end {
             wake = wake.min(e);
