@@ -1107,4 +1107,36 @@ mod tests {
         // Free slots and owed work: the next poll must not sleep.
         assert_eq!(wk.sleep(now, now + TICK).0, Duration::ZERO);
     }
+
+    #[test]
+    fn a_busy_polling_worker_never_sleeps_and_arms_no_timer() {
+        // Without --busy-poll a closed-loop worker sleeps until its tick and an open-loop one
+        // until the margin before its next send; with it, every poll has a zero timeout and
+        // never yields, in both modes, and no send timer is made.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        for rate in [None, Some(10.0)] {
+            for busy in [false, true] {
+                let (tx, _rx) = mpsc::channel();
+                let (w, plan) = prepared(&listener, |o| {
+                    o.rate = rate;
+                    o.busy_poll = busy;
+                });
+                let p = Prepared::new(&w, plan, &Stop::new(), tx, Inject::REAL).unwrap();
+                assert!(
+                    !busy || p.timer.is_none(),
+                    "rate {rate:?}: a busy poller made a timer"
+                );
+                let now = Instant::now();
+                // The first open-loop send is 100 ms away at 10 req/s.
+                let mut wk = p.start(go_at(now + Duration::from_millis(100)));
+                let (timeout, yields) = wk.sleep(now, now + TICK);
+                assert!(!yields, "rate {rate:?} busy {busy}: yields");
+                assert_eq!(
+                    timeout.is_zero(),
+                    busy,
+                    "rate {rate:?} busy {busy}: timeout {timeout:?}"
+                );
+            }
+        }
+    }
 }
