@@ -284,6 +284,9 @@ fn nav(out: &mut String, runs: &[LoadedRun], points: &[&PointSpec], series: &[Se
             esc(&p.name)
         );
     }
+    if series.iter().any(|s| WakeUpCost::of(s.model).is_some()) {
+        out.push_str("<a href=\"#wake-up\">wake-up cost</a>");
+    }
     out.push_str("<a href=\"#scaling\">against connections</a>");
     if runs
         .iter()
@@ -1065,10 +1068,10 @@ fn wake_up_section(out: &mut String, series: &[Series<'_>]) {
         "<h2 id=\"wake-up\">wake-up cost per round trip</h2>\n<p class=\"what\">{}</p>\n\
          <div class=\"figs\">",
         esc(&format!(
-            "The same 1 × 64 B round trip measured twice per model: `{}` with a generator that \
-             sleeps in epoll_wait until the echo arrives, `{}` with one that busy-polls (never \
-             sleeps). The difference is what waking the client costs per round trip on this \
-             machine; the server sleeps in both.",
+            "The same 1 × 64 B round trip measured twice per model: the {} point with a \
+             generator that sleeps in epoll_wait until the echo arrives, {} with one that \
+             busy-polls (never sleeps). The difference is what waking the client costs per round \
+             trip on this machine; the server sleeps in both.",
             crate::wakeup::SLEEPING,
             crate::wakeup::SPINNING
         ))
