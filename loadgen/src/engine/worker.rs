@@ -59,6 +59,11 @@ use crate::workload::{Options, Workload};
 pub(super) const IDLE_BASE: usize = 1 << 30;
 /// The open-loop send timer's token, just below the idle range.
 const TIMER: Token = Token(IDLE_BASE - 1);
+/// Busy-poll: a thread with at most this many connections reads them directly between polls
+/// ([`Worker::read_awaited`]).
+const DIRECT_READ_MAX: usize = 4;
+/// Busy-poll: every this many turns poll anyway (closes, errors, writability).
+const BUSY_POLL_EVERY: u32 = 64;
 /// How often a worker scans its connections for timeouts and due reconnects.
 const TICK: Duration = Duration::from_millis(10);
 /// The most owed open-loop requests one loop turn sends before it polls again: enough to
@@ -341,6 +346,7 @@ impl Worker<'_> {
     /// The event loop: one bounded turn at a time until the run ends.
     fn run(&mut self, stop: &Stop) {
         let mut next_tick = Instant::now();
+        let mut turn: u32 = 0;
         loop {
             let now = Instant::now();
             if self.ends(now, stop) {
@@ -353,6 +359,10 @@ impl Worker<'_> {
                 next_tick = now + TICK;
             }
             self.send_due(now);
+            turn = turn.wrapping_add(1);
+            if self.o.busy_poll && turn % BUSY_POLL_EVERY != 0 && self.read_awaited() {
+                continue;
+            }
             let (timeout, yield_if_idle) = self.sleep(now, next_tick);
             if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -370,6 +380,34 @@ impl Worker<'_> {
             }
             self.handle_events();
         }
+    }
+
+    /// Busy-poll with few connections: read each connection that awaits an echo directly, the
+    /// way a spinning client calls `recv(MSG_DONTWAIT)`, instead of asking the poller first
+    /// (one system call per check instead of two: `epoll_wait` then `read`). Measured against a
+    /// busy-polling server, where the round trip is ≈ 6 µs, asking first added ≈ 0.5 µs (9 %).
+    /// Returns false, so the turn polls as usual, when anything needs the poller: more than
+    /// [`DIRECT_READ_MAX`] connections (a read each per turn would cost more than one poll),
+    /// connect per request, a connection not open (connecting, down) or with unsent bytes
+    /// (waiting to be writable). Every [`BUSY_POLL_EVERY`]th turn polls anyway, for closes and
+    /// errors; an edge a direct read already consumed then costs one `read` that would block.
+    fn read_awaited(&mut self) -> bool {
+        if self.conns.len() > DIRECT_READ_MAX || self.mode.carrier != Carrier::Persistent {
+            return false;
+        }
+        if self
+            .conns
+            .iter()
+            .any(|c| c.state != State::Open || c.pipe.unsent())
+        {
+            return false;
+        }
+        for i in 0..self.conns.len() {
+            if self.conns[i].state == State::Open && !self.conns[i].pipe.caught_up() {
+                self.read(i, false);
+            }
+        }
+        true
     }
 
     /// On the first turn: the connections opened up front get their first requests (or slots).
