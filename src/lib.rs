@@ -8,3 +8,4 @@
 pub mod child;
 pub mod export;
 pub mod record;
+pub mod wakeup;

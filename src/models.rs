@@ -25,19 +25,22 @@ pub fn run(args: &ModelsArgs) -> CliResult {
     } else {
         // As wide as the longest name (uring-multishot), so the columns line up.
         let w = Model::ALL.iter().map(|m| m.name().len()).max().unwrap_or(5);
+        // BUSY-POLL: whether `serve --busy-poll` works for it (the registry row says).
         out.push_str(&format!(
-            "{:<w$} {:<4} {}\n",
-            "MODEL", "HERE", "DESCRIPTION"
+            "{:<w$} {:<4} {:<9} {}\n",
+            "MODEL", "HERE", "BUSY-POLL", "DESCRIPTION"
         ));
         for &m in Model::ALL {
             let (here, why) = match m.availability() {
                 Ok(()) => ("yes", String::new()),
                 Err(e) => ("no", format!(" [unavailable: {}]", e.reason)),
             };
+            let spin = if m.busy_poll().is_ok() { "yes" } else { "no" };
             out.push_str(&format!(
-                "{:<w$} {:<4} {}{}\n",
+                "{:<w$} {:<4} {:<9} {}{}\n",
                 m.name(),
                 here,
+                spin,
                 m.description(),
                 why
             ));

@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
+    /// Never sleep: every loop waits with a zero timeout, so a request skips the server's
+    /// wake-up (a whole CPU per loop). Event-loop models only (`iomodels models` says which).
+    #[arg(long)]
+    busy_poll: bool,
 }
 
 fn servers_default_backlog() -> i32 {
@@ -96,6 +100,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             fixed_files: args.fixed_files,
             defer_taskrun: !args.no_defer_taskrun,
         },
+        busy_poll: args.busy_poll,
     };
     // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on
     // Linux threads inherit the affinity of the thread that creates them.

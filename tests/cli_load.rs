@@ -399,3 +399,49 @@ fn an_output_that_fails_at_the_end_keeps_the_summary_and_a_copy() {
         std::fs::remove_file(copy).unwrap();
     }
 }
+
+/// `load --busy-poll` against a server: it completes requests, says so in the summary and
+/// records `workload.busy_poll: true` (the default run records `false`).
+#[test]
+fn busy_poll_loads_and_is_recorded_in_the_workload() {
+    let addr = echo_server();
+    let dir = common::scratch("cli-load", "busy-poll");
+    for busy in [true, false] {
+        let json = dir.join(format!("{busy}.json"));
+        let mut args = vec![
+            "load",
+            &addr,
+            "-c",
+            "1",
+            "-s",
+            "64",
+            "-t",
+            "300ms",
+            "--warmup",
+            "50ms",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        if busy {
+            args.push("--busy-poll");
+        }
+        let out = iomodels(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.contains("busy-polling"), busy, "{stdout}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["workload"]["busy_poll"], busy);
+        assert!(
+            v["requests"].as_u64().unwrap() > 0,
+            "busy={busy}: nothing completed"
+        );
+        assert_eq!(v["errors"]["total"], 0);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -61,7 +61,7 @@ fn a_short_run_writes_every_file_of_the_layout() {
         "--models",
         models,
         "--points",
-        "latency,throughput,open",
+        "latency,latency-spin,throughput,open",
         "--rounds",
         "2",
         "-t",
@@ -89,7 +89,7 @@ fn a_short_run_writes_every_file_of_the_layout() {
             .unwrap();
         assert_eq!(ms["failures"].as_array().unwrap().len(), 0, "{ms}");
         let mut server_cpu_s = 0.0;
-        for p in ["latency", "throughput", "open"] {
+        for p in ["latency", "latency-spin", "throughput", "open"] {
             for f in [
                 format!("{m}/{p}.json"),
                 format!("{m}/{p}.hlog"),
@@ -107,6 +107,13 @@ fn a_short_run_writes_every_file_of_the_layout() {
             assert!(cpu["us_per_request"].as_f64().unwrap() >= 0.0, "{p}: {cpu}");
             server_cpu_s += cpu["user_s"].as_f64().unwrap() + cpu["system_s"].as_f64().unwrap();
             assert!(r["server"]["stats"]["accepted"].as_u64().unwrap() >= 1);
+            // Both sides' wait strategy is recorded: only latency-spin's generator busy-polls,
+            // and run's servers always sleep.
+            assert_eq!(r["workload"]["busy_poll"], p == "latency-spin", "{p}");
+            assert_eq!(
+                r["server"]["stats"]["settings"]["busy_poll"], "false",
+                "{p}"
+            );
             let ps = ms["points"]
                 .as_array()
                 .unwrap()
@@ -133,8 +140,14 @@ fn a_short_run_writes_every_file_of_the_layout() {
             assert!((got - want).abs() < 1e-6 * want.max(1.0), "{got} vs {want}");
         }
     }
+    // The wake-up cost per round trip (latency − latency-spin) beside each model's latency.
+    assert!(stdout.contains("wake-up cost per round trip"), "{stdout}");
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("<svg"));
+    assert!(
+        html.contains("id=\"wake-up\""),
+        "no wake-up section in the report"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -573,3 +573,54 @@ fn a_kernel_without_io_uring_is_named_as_the_reason() {
         );
     }
 }
+
+/// `serve --busy-poll`: every model whose registry row allows it serves while spinning, records
+/// it in its stats, and stops promptly on stdin EOF (a liveness bound with ≥ 5× slack: its stop
+/// flag is read every turn); every other model is refused with one line naming the model and
+/// its reason, exit 2, before anything is bound.
+#[test]
+fn serve_busy_poll_spins_where_the_registry_allows_and_is_refused_elsewhere() {
+    for &m in servers::Model::ALL {
+        if m.availability().is_err() {
+            continue; // refused for that reason instead (unavailable_models_are_refused…)
+        }
+        let name = m.name();
+        match m.busy_poll() {
+            Ok(()) => {
+                let mut server = Serve::start(&[
+                    name,
+                    "--busy-poll",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--stop-on-stdin-eof",
+                ]);
+                for msg in [&b"spin"[..], &[7u8; 100_000][..]] {
+                    assert_eq!(echo_once(server.addr, msg).unwrap(), msg, "{name}");
+                }
+                let t = Instant::now();
+                drop(server.child.stdin.take());
+                let (code, rest) = server.finish();
+                let took = t.elapsed();
+                assert_eq!(code, 0, "{name}");
+                assert!(
+                    took < Duration::from_secs(5),
+                    "{name}: stop while busy-polling took {took:?}"
+                );
+                let stats = stats_of(&rest);
+                assert_eq!(stats["settings"]["busy_poll"], "true", "{name}: {stats}");
+                assert_eq!(stats["bytes_out"], 100_004, "{name}: {stats}");
+            }
+            Err(reason) => {
+                let out = iomodels(&["serve", name, "--busy-poll", "--listen", "127.0.0.1:0"]);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+                assert_eq!(err.trim().lines().count(), 1, "{name}: one line: {err}");
+                assert!(
+                    err.contains(name) && err.contains(reason) && err.contains("--busy-poll"),
+                    "{name}: {err}"
+                );
+                assert!(out.stdout.is_empty(), "{name}: nothing was bound");
+            }
+        }
+    }
+}

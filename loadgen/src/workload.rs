@@ -84,6 +84,11 @@ pub struct Options {
     pub cpus: Option<Vec<usize>>,
     /// Seed for payloads, sizes and Poisson arrivals.
     pub seed: u64,
+    /// Busy-poll: the threads never sleep, they poll their sockets with a zero timeout (and
+    /// spin on the open-loop schedule), so a round trip excludes the client's own wake-up.
+    /// Absent in results written before it existed (read as `false`, the sleeping generator).
+    #[serde(default)]
+    pub busy_poll: bool,
 }
 
 /// Why a set of options is rejected. Each message is one line saying what is wrong with the
@@ -202,6 +207,7 @@ impl Options {
             cpus: None,
             // A fixed default keeps runs reproducible; the seed is in the report either way.
             seed: 1,
+            busy_poll: false,
         }
     }
 
@@ -282,14 +288,15 @@ impl Workload {
         }
     }
 
-    /// Threads actually used: one connection per thread at least, and in open loop with
-    /// `cpus` at most one thread per CPU listed: an open-loop thread spins before each send
-    /// (to send on time), and two spinning on one CPU take turns, each making the other's sends
-    /// a scheduler slice late.
+    /// Threads actually used: one connection per thread at least, and in open loop or
+    /// busy-polling with `cpus` at most one thread per CPU listed: an open-loop thread spins
+    /// before each send (to send on time), a busy-polling one all the time, and two spinning on
+    /// one CPU take turns, each making the other's sends and reads a scheduler slice late.
     pub fn effective_threads(&self) -> usize {
         let t = self.0.threads.min(self.0.connections).max(1);
-        match (&self.0.cpus, self.0.rate) {
-            (Some(cpus), Some(_)) if !cpus.is_empty() => t.min(self.distinct_cpus()),
+        let spins = self.0.rate.is_some() || self.0.busy_poll;
+        match &self.0.cpus {
+            Some(cpus) if spins && !cpus.is_empty() => t.min(self.distinct_cpus()),
             _ => t,
         }
     }
@@ -309,10 +316,12 @@ impl Workload {
             return None;
         }
         let why = if used < self.0.connections.min(asked) {
-            format!(
-                "an open-loop thread spins before each send, so it gets a CPU of its own \
-                 (--cpus lists {used})"
-            )
+            let spinner = if self.0.busy_poll {
+                "a busy-polling thread spins"
+            } else {
+                "an open-loop thread spins before each send"
+            };
+            format!("{spinner}, so it gets a CPU of its own (--cpus lists {used})")
         } else {
             "a thread needs at least one connection".to_owned()
         };

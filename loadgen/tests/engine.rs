@@ -358,3 +358,52 @@ fn an_unreachable_rate_runs_at_the_generators_ceiling_ends_on_time_and_says_so()
         r.warnings
     );
 }
+
+/// `busy_poll` with two connections (read directly between polls) keeps every rule the
+/// sleeping generator keeps: latency where the server put it, a flipped byte is a mismatch, a
+/// reset and a server's death are counted and the run still ends at its deadline, silence
+/// times out, and it reports itself in the workload.
+#[test]
+fn busy_poll_keeps_the_rules_of_the_sleeping_generator() {
+    let busy = |addr| {
+        let mut o = options(addr);
+        o.busy_poll = true;
+        o
+    };
+    let srv = TestServer::start(Behavior::Delay(Duration::from_millis(5)));
+    let r = run(busy(srv.addr));
+    assert!(r.workload.busy_poll);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    assert!(r.requests > 50, "{}", r.requests);
+    assert!(
+        r.latency_us.p50 >= 5_000.0 && r.latency_us.p50 <= 15_000.0,
+        "p50 {}",
+        r.latency_us.p50
+    );
+
+    let srv = TestServer::start(Behavior::Flip);
+    let r = run(busy(srv.addr));
+    assert!(r.errors.mismatch > 0, "{:?}", r.errors);
+    assert_eq!(r.requests, 0);
+
+    let srv = TestServer::start(Behavior::Reset);
+    let t = Instant::now();
+    let r = run(busy(srv.addr));
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(r.errors.reset > 0, "{:?}", r.errors);
+
+    let srv = TestServer::start(Behavior::DieAt(Duration::from_millis(600)));
+    let mut o = busy(srv.addr);
+    o.duration = Some(Duration::from_millis(1500));
+    let t = Instant::now();
+    let r = run(o);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(r.requests > 0 && r.errors.total > 0, "{:?}", r.errors);
+    assert_eq!(r.duration_s, 1.5);
+
+    let srv = TestServer::start(Behavior::Silent);
+    let mut o = busy(srv.addr);
+    o.timeout = Duration::from_millis(200);
+    let r = run(o);
+    assert!(r.errors.timeout > 0, "{:?}", r.errors);
+}

@@ -139,6 +139,11 @@ pub struct Config {
     /// io_uring models only (`uring`).
     #[serde(default)]
     pub uring: UringOptions,
+    /// Busy-poll: the loops never sleep, every wait is a zero-timeout poll, so a request does
+    /// not pay the server thread's wake-up (at the price of a whole CPU per loop). Only models
+    /// whose registry row supports it accept it ([`Model::busy_poll`](crate::Model::busy_poll)).
+    #[serde(default)]
+    pub busy_poll: bool,
 }
 
 impl Default for Config {
@@ -149,6 +154,7 @@ impl Default for Config {
             backlog: DEFAULT_BACKLOG,
             accept: AcceptMode::platform_default(),
             uring: UringOptions::default(),
+            busy_poll: false,
         }
     }
 }
@@ -186,6 +192,14 @@ pub enum ConfigError {
         models: &'static str,
         /// The model asked for.
         model: &'static str,
+    },
+    /// Busy-polling was asked of a model that cannot do it.
+    #[error("{model} cannot busy-poll ({reason}): leave out --busy-poll for it")]
+    BusyPoll {
+        /// The model asked for.
+        model: &'static str,
+        /// Why it cannot (its registry row's reason).
+        reason: &'static str,
     },
     /// The accept mode does not exist on this OS.
     #[error(

@@ -122,11 +122,16 @@ impl Shared {
             buffer_size: config.buffer_size,
             backlog: config.backlog,
             accept_mode: config.accept.name().to_string(),
-            settings: self
-                .settings
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            settings: {
+                let mut settings = self
+                    .settings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                // The server's wait strategy, for every model: results record both sides'.
+                settings.insert("busy_poll".to_owned(), config.busy_poll.to_string());
+                settings
+            },
         }
     }
 }

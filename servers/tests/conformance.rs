@@ -32,6 +32,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("reset_mid_echo_100", reset_mid_echo),
     ("non_reading_client_64mib", non_reading_client),
     ("stop_within_1s", stop_within_1s),
+    ("settings_record_the_wait", settings_record_the_wait),
 ];
 
 /// The scenarios that exercise how several loops share the port.
@@ -41,6 +42,18 @@ const MULTI_LOOP: &[&str] = &[
     "half_close",
     "reset_storm_500",
     "stop_within_1s",
+];
+
+/// The scenarios a busy-polling loop runs (`t1-spin`): echo of every size, pipelining,
+/// half-close, resets, and a prompt stop while it spins, plus its settings saying so. A model
+/// whose registry row refuses busy-polling lists these as ignored with its reason.
+const SPIN: &[&str] = &[
+    "sizes_1b_to_1mib",
+    "pipelined_1000",
+    "half_close",
+    "reset_storm_500",
+    "stop_within_1s",
+    "settings_record_the_wait",
 ];
 
 /// `select` refuses descriptors numbered 1024 and up, and descriptor numbers are process-wide:
@@ -65,13 +78,23 @@ fn main() {
             }
             variants.push(TWO_LOOPS_HANDOFF);
         }
+        variants.push(ONE_LOOP_SPIN);
         for variant in variants {
             for &(name, scenario) in SCENARIOS {
                 if variant.threads > 1 && !MULTI_LOOP.contains(&name) {
                     continue;
                 }
+                if variant.busy_poll && !SPIN.contains(&name) {
+                    continue;
+                }
                 let trial_name = format!("{model}/{}/{name}", variant.name);
-                let trial = match model.availability() {
+                let runs_here = model.availability().map_err(|e| e.reason).and_then(|()| {
+                    match (variant.busy_poll, model.busy_poll()) {
+                        (true, Err(why)) => Err(format!("refuses busy-poll: {why}")),
+                        _ => Ok(()),
+                    }
+                });
+                let trial = match runs_here {
                     Ok(()) => Trial::test(trial_name, move || {
                         if needs_low_descriptors(model, name) {
                             let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
@@ -81,9 +104,9 @@ fn main() {
                             scenario(model, variant)
                         }
                     }),
-                    Err(e) => Trial::test(trial_name, || Ok(()))
+                    Err(reason) => Trial::test(trial_name, || Ok(()))
                         .with_ignored_flag(true)
-                        .with_kind(format!("unavailable: {}", e.reason)),
+                        .with_kind(format!("unavailable: {reason}")),
                 };
                 trials.push(trial);
             }
@@ -390,6 +413,17 @@ fn non_reading_client(model: Model, variant: Variant) -> Result<(), Failed> {
             "peak buffered {} > one buffer ({buffer})",
             after.peak_buffered_bytes
         )
+    })
+}
+
+/// The stats record the loop's wait strategy (`settings.busy_poll`), whichever it was.
+fn settings_record_the_wait(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start(model, variant);
+    let stats = server.stop()?;
+    let got = stats.settings.get("busy_poll").map(String::as_str);
+    let want = if variant.busy_poll { "true" } else { "false" };
+    check(got == Some(want), || {
+        format!("settings.busy_poll is {got:?}, want {want:?}")
     })
 }
 

@@ -24,6 +24,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::LoadedRun;
 use crate::record::{ModelSummary, PointSpec, PointSummary, Stat};
+use crate::wakeup::WakeUpCost;
 
 /// One colour per model, by the model's first appearance over the runs (Tableau 10, with the
 /// yellow darkened so a 2-pixel line on white stays visible); an eleventh model reuses the first.
@@ -61,6 +62,7 @@ pub fn render(runs: &[LoadedRun]) -> String {
     for spec in &points {
         point_section(&mut out, spec, &series);
     }
+    wake_up_section(&mut out, &series);
     scaling_section(&mut out, &points, &series);
     failures_section(&mut out, runs);
     metadata_section(&mut out, runs);
@@ -282,6 +284,9 @@ fn nav(out: &mut String, runs: &[LoadedRun], points: &[&PointSpec], series: &[Se
             esc(&p.name)
         );
     }
+    if series.iter().any(|s| WakeUpCost::of(s.model).is_some()) {
+        out.push_str("<a href=\"#wake-up\">wake-up cost</a>");
+    }
     out.push_str("<a href=\"#scaling\">against connections</a>");
     if runs
         .iter()
@@ -328,6 +333,9 @@ fn describe(spec: &PointSpec) -> String {
             );
         }
         None => d.push_str(", closed loop"),
+    }
+    if spec.name == crate::wakeup::SPINNING {
+        d.push_str(", busy-polling generator (no client wake-up in the round trip)");
     }
     d
 }
@@ -1042,6 +1050,84 @@ fn point_table(out: &mut String, point: &str, rows: &[(&Series<'_>, &PointSummar
         }
         out.push_str("</ul>\n");
     }
+}
+
+/// Each model's `latency` p50 split into the busy-polling generator's p50 and the rest, the
+/// generator's wake-up cost per round trip ([`crate::wakeup`]); nothing when no model has both
+/// points.
+fn wake_up_section(out: &mut String, series: &[Series<'_>]) {
+    let rows: Vec<(&Series<'_>, WakeUpCost)> = series
+        .iter()
+        .filter_map(|s| WakeUpCost::of(s.model).map(|c| (s, c)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "<h2 id=\"wake-up\">wake-up cost per round trip</h2>\n<p class=\"what\">{}</p>\n\
+         <div class=\"figs\">",
+        esc(&format!(
+            "The same 1 × 64 B round trip measured twice per model: the {} point with a \
+             generator that sleeps in epoll_wait until the echo arrives, {} with one that \
+             busy-polls (never sleeps). The difference is what waking the client costs per round \
+             trip on this machine; the server sleeps in both.",
+            crate::wakeup::SLEEPING,
+            crate::wakeup::SPINNING
+        ))
+    );
+    let bars: Vec<BarRow> = rows
+        .iter()
+        .map(|(s, c)| {
+            let cost = c.per_round_trip_us();
+            let pale = cost.max(0.0);
+            BarRow {
+                label: s.label.clone(),
+                colour: s.colour,
+                text: format!("{} + {}", num(c.spinning_p50.value), num(cost)),
+                segments: vec![
+                    Segment {
+                        stat: c.spinning_p50.clone(),
+                        pale: false,
+                    },
+                    Segment {
+                        stat: Stat {
+                            value: pale,
+                            min: pale,
+                            max: pale,
+                            rounds: vec![pale],
+                        },
+                        pale: true,
+                    },
+                ],
+            }
+        })
+        .collect();
+    figure(
+        out,
+        false,
+        &bar_chart(&bars, "p50 µs per round trip"),
+        "Median round trip: the solid part with a busy-polling generator (latency-spin), the pale \
+         part what a sleeping generator adds (its wake-up); together the latency point's p50. \
+         Whiskers span the busy-polling rounds.",
+    );
+    out.push_str(
+        "</div>\n<div class=\"scroll\"><table>\n<thead><tr><th>model</th>\
+         <th>latency p50 µs (sleeping)</th><th>latency-spin p50 µs (busy-polling)</th>\
+         <th>wake-up cost µs per round trip</th></tr></thead>\n<tbody>\n",
+    );
+    for (s, c) in &rows {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            swatch(s.colour),
+            esc(&s.label),
+            cell(&c.sleeping_p50, num),
+            cell(&c.spinning_p50, num),
+            esc(&num(c.per_round_trip_us()))
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
 }
 
 fn failures_section(out: &mut String, runs: &[LoadedRun]) {

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::LoadedRun;
 use crate::record::{ModelSummary, Percentiles, PointSpec, PointSummary, Stat};
+use crate::wakeup::WakeUpCost;
 
 /// The schema of the JSON form; bump it when a key changes meaning.
 pub const COMPARE_SCHEMA: &str = "iomodels.compare/1";
@@ -259,6 +260,9 @@ fn spec_title(name: &str, spec: Option<&PointSpec>) -> String {
     if let Some(f) = s.rate_of_throughput {
         let _ = write!(t, ", open loop at {:.0}% of the throughput rate", f * 100.0);
     }
+    if name == crate::wakeup::SPINNING {
+        t.push_str(", busy-polling generator");
+    }
     t
 }
 
@@ -370,6 +374,7 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
         }
         let _ = writeln!(out, "{table}");
     }
+    wake_up_text(&mut out, runs, markdown, styled);
     let mut legend = vec![if markdown {
         "**bold**: best in its column".to_owned()
     } else {
@@ -422,6 +427,58 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
         change_text(&mut out, runs, &changes, markdown, styled);
     }
     out
+}
+
+/// The wake-up cost per round trip of every run × model that measured both `latency` and
+/// `latency-spin` ([`crate::wakeup`]): both p50s and their difference, in one table.
+fn wake_up_text(out: &mut String, runs: &[LoadedRun], markdown: bool, styled: bool) {
+    let several = runs.len() > 1;
+    let rows: Vec<(&LoadedRun, &ModelSummary, WakeUpCost)> = runs
+        .iter()
+        .flat_map(|r| {
+            r.summary
+                .models
+                .iter()
+                .filter_map(move |m| WakeUpCost::of(m).map(|c| (r, m, c)))
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let mut table = titled_table(
+        out,
+        "wake-up cost per round trip: latency p50 (sleeping generator) − latency-spin p50 \
+         (busy-polling generator)",
+        markdown,
+        styled,
+    );
+    let mut header = Vec::new();
+    if several {
+        header.push("run");
+    }
+    header.extend([
+        "model",
+        "latency p50 µs",
+        "latency-spin p50 µs",
+        "wake-up µs",
+    ]);
+    table.set_header(header);
+    for (r, m, c) in rows {
+        let mut row = Vec::new();
+        if several {
+            row.push(Cell::new(&r.label));
+        }
+        row.push(Cell::new(&m.model));
+        for v in [
+            c.sleeping_p50.value,
+            c.spinning_p50.value,
+            c.per_round_trip_us(),
+        ] {
+            row.push(Cell::new(Fig::P50.fmt(v)).set_alignment(CellAlignment::Right));
+        }
+        table.add_row(row);
+    }
+    let _ = writeln!(out, "{table}");
 }
 
 /// Write `title` (a Markdown heading or a plain line) and start a table in the matching preset;

@@ -74,6 +74,10 @@ pub struct LoadArgs {
     /// Seed for payloads, sizes and Poisson arrivals.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Never sleep: poll with a zero timeout, so round trips exclude this client's wake-up
+    /// (costs a whole CPU per thread; pin it with --cpus).
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
@@ -201,6 +205,7 @@ impl LoadArgs {
         if let Some(s) = a.seed {
             o.seed = s;
         }
+        o.busy_poll = a.busy_poll;
         // `check` names the flag of every value it rejects; should the library still refuse
         // one, say which flag set it (the library knows only the field).
         o.validate()

@@ -28,6 +28,11 @@ pub fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         (None, true) => "closed loop, connect per request".to_owned(),
         (None, false) => "closed loop".to_owned(),
     };
+    let mode = if o.busy_poll {
+        format!("{mode}, busy-polling")
+    } else {
+        mode
+    };
     writeln!(
         out,
         "{}: {mode}, {} connections × depth {}, {} B, {:.2} s measured{}",

@@ -89,6 +89,7 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
     o.warmup = job.timing.warmup;
     o.cpus = job.client_cpus.map(<[usize]>::to_vec);
     o.threads = job.client_cpus.map_or(1, <[usize]>::len).min(p.connections);
+    o.busy_poll = p.busy_poll;
     let workload = match o.validate() {
         Ok(w) => w,
         Err(e) => return Outcome::failed(format!("invalid workload: {e}")),

@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// Models to measure, comma-separated, or `all` (every model available here).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     models: Vec<String>,
-    /// Points to measure, comma-separated: latency, throughput, heavy, open [default: all].
+    /// Points to measure, comma-separated: latency, latency-spin, throughput, heavy, open
+    /// [default: all].
     #[arg(long, value_delimiter = ',')]
     points: Option<Vec<String>>,
     /// One short round (1 s per point after 250 ms warm-up): about a minute for 8 models.

@@ -16,34 +16,48 @@ pub struct Point {
     pub size: usize,
     /// Open loop at this fraction of the same model's `throughput` rate in the same round.
     pub rate_of_throughput: Option<f64>,
+    /// The generator busy-polls (`load --busy-poll`): round trips without its wake-up.
+    pub busy_poll: bool,
 }
 
 /// Every point, in the order a round runs them (`throughput` before `open`, which needs its
-/// rate).
+/// rate). `latency-spin` is `latency` with a busy-polling generator, right after it, so the
+/// two differ only by the client's wake-up (the report's wake-up cost per round trip).
 pub const POINTS: &[Point] = &[
     Point {
         name: "latency",
         connections: 1,
         size: 64,
         rate_of_throughput: None,
+        busy_poll: false,
+    },
+    Point {
+        name: "latency-spin",
+        connections: 1,
+        size: 64,
+        rate_of_throughput: None,
+        busy_poll: true,
     },
     Point {
         name: "throughput",
         connections: 50,
         size: 512,
         rate_of_throughput: None,
+        busy_poll: false,
     },
     Point {
         name: "heavy",
         connections: 500,
         size: 512,
         rate_of_throughput: None,
+        busy_poll: false,
     },
     Point {
         name: "open",
         connections: 50,
         size: 512,
         rate_of_throughput: Some(0.5),
+        busy_poll: false,
     },
 ];
 
@@ -152,12 +166,22 @@ mod tests {
     #[test]
     fn open_follows_throughput_and_shapes_match_the_contract() {
         let names: Vec<_> = POINTS.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["latency", "throughput", "heavy", "open"]);
+        assert_eq!(
+            names,
+            ["latency", "latency-spin", "throughput", "heavy", "open"]
+        );
         let shape = |n: &str| {
             let p = POINTS.iter().find(|p| p.name == n).unwrap();
             (p.connections, p.size)
         };
         assert_eq!(shape("latency"), (1, 64));
+        assert_eq!(shape("latency-spin"), (1, 64));
+        let spins: Vec<_> = POINTS
+            .iter()
+            .filter(|p| p.busy_poll)
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(spins, ["latency-spin"], "only latency-spin busy-polls");
         assert_eq!(shape("throughput"), (50, 512));
         assert_eq!(shape("heavy"), (500, 512));
         assert_eq!(shape("open"), (50, 512));
@@ -167,7 +191,7 @@ mod tests {
     fn quick_is_about_a_minute_for_eight_models() {
         let t = Timing::new(true, None, None, None);
         assert_eq!(t.rounds, 1);
-        let e = t.estimate(8, 4).as_secs();
+        let e = t.estimate(8, POINTS.len()).as_secs();
         assert!((40..=90).contains(&e), "{e}");
         let d = Timing::new(false, Some(5), None, None);
         assert_eq!(d.rounds, 5);

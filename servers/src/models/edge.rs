@@ -120,7 +120,12 @@ pub(crate) fn run<B: Backend>(mut backend: B, incoming: Incoming, ctx: &Ctx) -> 
         } else {
             Some(Duration::ZERO)
         };
-        backend.wait(timeout)?;
+        // Busy-poll: never sleep; the stop flag is still read every turn, so stop stays prompt.
+        backend.wait(if ctx.config.busy_poll {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        })?;
         if !B::WAKE_IS_AN_EVENT {
             conns.adopt_inbox(&backend, inbox.as_ref(), ctx);
         }

@@ -68,7 +68,12 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
             backend.add(raw(&conn.sock), !write, write);
         }
         let polled = conns.len();
-        backend.wait(pacer.timeout())?;
+        // Busy-poll: never sleep; the stop flag is still read every turn, so stop stays prompt.
+        backend.wait(if ctx.config.busy_poll {
+            Some(Duration::ZERO)
+        } else {
+            pacer.timeout()
+        })?;
 
         // Drive the ready connections before adopting new ones, so indexes still match.
         for (i, (conn, status)) in conns.iter_mut().enumerate() {

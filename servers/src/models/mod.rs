@@ -171,6 +171,15 @@ enum Run {
     PerClient { thread: &'static str, run: ServerFn },
 }
 
+/// Whether a model can busy-poll ([`Config::busy_poll`]): wait with a zero timeout instead of
+/// sleeping. One value per registry row, so enabling it for a model is changing its row.
+enum BusyPoll {
+    /// Its waits take a timeout, and with busy-poll that timeout is zero.
+    Supported,
+    /// It cannot; `serve --busy-poll` refuses it with this reason.
+    Refused(&'static str),
+}
+
 /// One row of the registry.
 struct Entry {
     model: Model,
@@ -179,7 +188,14 @@ struct Entry {
     availability: fn() -> Result<(), String>,
     protocols: &'static [Proto],
     run: Run,
+    busy_poll: BusyPoll,
 }
+
+/// The readiness loops (`level.rs`, `edge.rs`) pass a zero timeout to every wait.
+const ZERO_TIMEOUT: BusyPoll = BusyPoll::Supported;
+/// The io_uring loops peek the completion queue and enter the kernel only with work for it
+/// (`uring::poll_once`).
+const PEEK_COMPLETIONS: BusyPoll = BusyPoll::Supported;
 
 /// For models that run wherever this crate builds.
 fn everywhere() -> Result<(), String> {
@@ -201,6 +217,9 @@ const REGISTRY: &[Entry] = &[
             thread: "blocking-accept",
             run: blocking::run,
         },
+        busy_poll: BusyPoll::Refused(
+            "each client thread blocks in read(2): there is no wait to give a zero timeout",
+        ),
     },
     Entry {
         model: Model::Select,
@@ -209,6 +228,7 @@ const REGISTRY: &[Entry] = &[
         availability: select::availability,
         protocols: TCP,
         run: Run::PerLoop(select::run),
+        busy_poll: ZERO_TIMEOUT,
     },
     Entry {
         model: Model::Poll,
@@ -217,6 +237,7 @@ const REGISTRY: &[Entry] = &[
         availability: poll::availability,
         protocols: TCP,
         run: Run::PerLoop(poll::run),
+        busy_poll: ZERO_TIMEOUT,
     },
     Entry {
         model: Model::Epoll,
@@ -225,6 +246,7 @@ const REGISTRY: &[Entry] = &[
         availability: epoll::availability,
         protocols: TCP,
         run: Run::PerLoop(epoll::run),
+        busy_poll: ZERO_TIMEOUT,
     },
     Entry {
         model: Model::Mio,
@@ -233,6 +255,7 @@ const REGISTRY: &[Entry] = &[
         availability: everywhere,
         protocols: TCP,
         run: Run::PerLoop(mio::run),
+        busy_poll: ZERO_TIMEOUT,
     },
     Entry {
         model: Model::Polling,
@@ -241,6 +264,7 @@ const REGISTRY: &[Entry] = &[
         availability: everywhere,
         protocols: TCP,
         run: Run::PerLoop(polling::run),
+        busy_poll: ZERO_TIMEOUT,
     },
     Entry {
         model: Model::Tokio,
@@ -249,6 +273,9 @@ const REGISTRY: &[Entry] = &[
         availability: everywhere,
         protocols: TCP,
         run: Run::PerLoop(tokio::run_current_thread),
+        busy_poll: BusyPoll::Refused(
+            "tokio's runtime chooses its own epoll_wait timeout and has no busy-poll setting",
+        ),
     },
     Entry {
         model: Model::TokioMt,
@@ -260,6 +287,9 @@ const REGISTRY: &[Entry] = &[
             thread: "tokio-mt",
             run: tokio::run_multi_thread,
         },
+        busy_poll: BusyPoll::Refused(
+            "tokio's runtime chooses its own epoll_wait timeout and has no busy-poll setting",
+        ),
     },
     Entry {
         model: Model::Uring,
@@ -268,6 +298,7 @@ const REGISTRY: &[Entry] = &[
         availability: uring::availability,
         protocols: TCP,
         run: Run::PerLoop(uring::run),
+        busy_poll: PEEK_COMPLETIONS,
     },
     Entry {
         model: Model::UringMultishot,
@@ -276,6 +307,7 @@ const REGISTRY: &[Entry] = &[
         availability: uring::multishot::availability,
         protocols: TCP,
         run: Run::PerLoop(uring::multishot::run),
+        busy_poll: PEEK_COMPLETIONS,
     },
 ];
 
@@ -360,10 +392,27 @@ impl Model {
         }
     }
 
+    /// Whether the model can busy-poll ([`Config::busy_poll`]), and if not, why: read from its
+    /// registry row, the one place that decides it.
+    pub fn busy_poll(self) -> Result<(), &'static str> {
+        match self.entry().busy_poll {
+            BusyPoll::Supported => Ok(()),
+            BusyPoll::Refused(reason) => Err(reason),
+        }
+    }
+
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
         if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
+        }
+        if config.busy_poll
+            && let Err(reason) = self.busy_poll()
+        {
+            return Err(ConfigError::BusyPoll {
+                model: self.name(),
+                reason,
+            });
         }
         let uring = matches!(self, Model::Uring | Model::UringMultishot);
         let multishot = self == Model::UringMultishot;
@@ -571,6 +620,41 @@ mod tests {
                     }
                 )
             );
+        }
+    }
+
+    #[test]
+    fn busy_poll_is_refused_exactly_where_the_row_says() {
+        let spin = Config {
+            busy_poll: true,
+            ..Config::default()
+        };
+        for &m in Model::ALL {
+            match (m.busy_poll(), m.check_config(&spin)) {
+                (Ok(()), Ok(())) => {}
+                (Err(reason), Err(e)) => {
+                    let line = e.to_string();
+                    assert!(line.contains(reason) && line.contains(m.name()), "{line}");
+                    assert!(!line.contains('\n'), "one line: {line}");
+                }
+                (row, checked) => panic!("{m}: row says {row:?}, check_config says {checked:?}"),
+            }
+        }
+        for m in [
+            Model::Select,
+            Model::Poll,
+            Model::Epoll,
+            Model::Mio,
+            Model::Polling,
+        ] {
+            assert_eq!(
+                m.busy_poll(),
+                Ok(()),
+                "{m} waits with a timeout it can zero"
+            );
+        }
+        for m in [Model::Blocking, Model::Tokio, Model::TokioMt] {
+            assert!(m.busy_poll().is_err(), "{m} has no zero-timeout wait");
         }
     }
 }

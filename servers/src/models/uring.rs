@@ -220,11 +220,14 @@ pub(super) fn build_ring(ctx: &Ctx, multishot: bool) -> io::Result<IoUring> {
             .setting("defer_taskrun", "false (--no-defer-taskrun)");
         return IoUring::new(entries);
     }
-    match IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-    {
+    let mut builder = IoUring::builder();
+    builder.setup_single_issuer().setup_defer_taskrun();
+    if ctx.config.busy_poll {
+        // The kernel flags the SQ ring when deferred task work is waiting, so a busy-polling
+        // loop enters the kernel only when there is something to run or submit.
+        builder.setup_taskrun_flag();
+    }
+    match builder.build(entries) {
         Ok(ring) => {
             ctx.shared.setting("defer_taskrun", true);
             Ok(ring)
@@ -278,7 +281,11 @@ impl Loop {
     /// Turns until stop: submit and wait, reap a batch, handle it.
     fn serve(&mut self, ctx: &Ctx) -> io::Result<()> {
         while !ctx.stop.is_stopped() {
-            self.enter(1)?;
+            if ctx.config.busy_poll {
+                poll_once(&mut self.ring, &mut self.backlog)?;
+            } else {
+                self.enter(1)?;
+            }
             self.reap();
             for i in 0..self.cqes.len() {
                 let (user_data, res) = self.cqes[i];
@@ -539,6 +546,45 @@ impl EventFd {
             // SAFETY: `fd` is an open eventfd owned by this closure and `one` is 8 readable bytes.
             let _ = syscall!(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), 8) });
         })
+    }
+}
+
+/// One busy-polling turn (`serve --busy-poll`), shared by both io_uring models: push the
+/// backlog, then enter the kernel only if there is something for it to do (entries to submit,
+/// deferred task work flagged in the SQ ring under `DEFER_TASKRUN`, a completion queue
+/// overflow); otherwise the turn is a peek at the completion queue in
+/// shared memory, no system call. Without `DEFER_TASKRUN` the kernel runs completions' task
+/// work by interrupting the spinning thread, so they appear in the queue on their own.
+pub(super) fn poll_once(
+    ring: &mut IoUring,
+    backlog: &mut VecDeque<squeue::Entry>,
+) -> io::Result<()> {
+    while let Some(entry) = backlog.pop_front() {
+        // SAFETY: as in `enter`: every entry's memory is owned by the calling loop and
+        // outlives the operation.
+        if unsafe { ring.submission().push(&entry) }.is_err() {
+            backlog.push_front(entry);
+            break;
+        }
+    }
+    let sq = ring.submission();
+    // An SQPOLL thread asleep matters only with entries to submit (`submit` wakes it then).
+    let idle = sq.is_empty() && !sq.taskrun() && !sq.cq_overflow();
+    drop(sq);
+    if idle {
+        return Ok(());
+    }
+    match ring.submit() {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -21,28 +21,42 @@ pub struct Variant {
     pub name: &'static str,
     pub threads: usize,
     pub accept: Option<AcceptMode>,
+    /// `Config::busy_poll`: every wait with a zero timeout.
+    pub busy_poll: bool,
 }
 
 pub const ONE_LOOP: Variant = Variant {
     name: "t1",
     threads: 1,
     accept: None,
+    busy_poll: false,
 };
 pub const TWO_LOOPS: Variant = Variant {
     name: "t2",
     threads: 2,
     accept: None,
+    busy_poll: false,
 };
 pub const TWO_LOOPS_HANDOFF: Variant = Variant {
     name: "t2-handoff",
     threads: 2,
     accept: Some(AcceptMode::Handoff),
+    busy_poll: false,
+};
+
+/// One loop that busy-polls (`serve --busy-poll`), for the models whose registry row allows it.
+pub const ONE_LOOP_SPIN: Variant = Variant {
+    name: "t1-spin",
+    threads: 1,
+    accept: None,
+    busy_poll: true,
 };
 
 pub fn config(variant: Variant) -> Config {
     Config {
         threads: variant.threads,
         accept: variant.accept.unwrap_or_else(AcceptMode::platform_default),
+        busy_poll: variant.busy_poll,
         ..Config::default()
     }
 }

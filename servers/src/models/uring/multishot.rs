@@ -316,7 +316,11 @@ impl Loop {
 
     fn serve(&mut self, ctx: &Ctx) -> io::Result<()> {
         while !ctx.stop.is_stopped() {
-            self.enter(1)?;
+            if ctx.config.busy_poll {
+                super::poll_once(&mut self.ring, &mut self.backlog)?;
+            } else {
+                self.enter(1)?;
+            }
             self.reap();
             for i in 0..self.cqes.len() {
                 let (user_data, res, flags) = self.cqes[i];
