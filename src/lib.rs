@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod child;
+pub mod explain;
 pub mod export;
 pub mod record;
