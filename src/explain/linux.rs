@@ -32,11 +32,12 @@ enum Kind {
 }
 
 /// The io_uring tracepoints, in [`IoUringCounts`] field order.
-const IO_URING: [&str; 4] = [
+const IO_URING: [&str; 5] = [
     "io_uring_submit_req",
     "io_uring_task_work_run",
     "io_uring_queue_async_work",
     "io_uring_poll_arm",
+    "io_uring_local_work_run",
 ];
 
 /// An event to count: its `group:name` and where its source is.
@@ -198,10 +199,7 @@ impl Probe {
                 .map_err(|e| Refused(format!("cannot disable a perf counter: {e}")))?;
         }
         let (voluntary, involuntary) = match (&self.switches_at_start, switches(self.pid)) {
-            (Some(a), Ok(b)) => {
-                let (v, i) = switch_delta(a, &b);
-                (Some(v), Some(i))
-            }
+            (Some(a), Ok(b)) => switch_delta(a, &b).unzip(),
             _ => (None, None),
         };
         let mut counts = Counts {
@@ -210,7 +208,7 @@ impl Probe {
             threads: self.threads,
             ..Counts::default()
         };
-        let mut uring = [0u64; 4];
+        let mut uring = [0u64; IO_URING.len()];
         let mut any_uring = false;
         for o in &mut self.opened {
             let mut total = 0u64;
@@ -238,9 +236,20 @@ impl Probe {
                 task_work_run: uring[1],
                 queue_async_work: uring[2],
                 poll_arm: uring[3],
+                local_work_run: uring[4],
             });
         }
         Ok(counts)
+    }
+}
+
+pub fn check_pid(pid: u32) -> Result<(), String> {
+    match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(
+            "no such process: give the server's PID (e.g. from pgrep -f 'iomodels serve')".into(),
+        ),
+        Err(e) => Err(format!("cannot look the process up in /proc: {e}")),
     }
 }
 
@@ -376,11 +385,21 @@ fn parse_switches(status: &str) -> Option<(u64, u64)> {
 
 /// Switches in the window: for threads present at both edges the difference, for threads new
 /// at the end all of theirs (they began inside the window, give or take their start-up).
-fn switch_delta(start: &BTreeMap<u32, (u64, u64)>, end: &BTreeMap<u32, (u64, u64)>) -> (u64, u64) {
-    end.iter().fold((0, 0), |(v, i), (tid, (ev, ei))| {
+/// `None` when a thread present at the opening was gone at the close: its switches are lost
+/// with it (procfs keeps no total of ended threads), and a split missing them would mislead
+/// (a `blocking` server's threads end with their connections, before the window's close is
+/// read).
+fn switch_delta(
+    start: &BTreeMap<u32, (u64, u64)>,
+    end: &BTreeMap<u32, (u64, u64)>,
+) -> Option<(u64, u64)> {
+    if start.keys().any(|t| !end.contains_key(t)) {
+        return None;
+    }
+    Some(end.iter().fold((0, 0), |(v, i), (tid, (ev, ei))| {
         let (sv, si) = start.get(tid).copied().unwrap_or((0, 0));
         (v + ev.saturating_sub(sv), i + ei.saturating_sub(si))
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -397,9 +416,12 @@ mod tests {
     #[test]
     fn switch_delta_takes_differences_and_new_threads_whole() {
         let a = BTreeMap::from([(1, (10, 1)), (2, (5, 5))]);
+        let b = BTreeMap::from([(1, (15, 2)), (2, (5, 6)), (3, (4, 0))]);
+        // Thread 3 is new: all of it.
+        assert_eq!(switch_delta(&a, &b), Some((5 + 4, 1 + 1)));
+        // Thread 2 ended: its switches are lost, so no split at all.
         let b = BTreeMap::from([(1, (15, 2)), (3, (4, 0))]);
-        // Thread 2 ended: lost (documented); thread 3 is new: all of it.
-        assert_eq!(switch_delta(&a, &b), (5 + 4, 1));
+        assert_eq!(switch_delta(&a, &b), None);
     }
 
     #[test]

@@ -78,7 +78,8 @@ pub struct Counts {
     pub context_switches: u64,
     /// Of those, switches where the thread gave up the CPU to wait (`voluntary_ctxt_switches`
     /// of `/proc/PID/task/TID/status`, threads present at both edges plus threads new at the
-    /// close); `None` when procfs could not be read.
+    /// close); `None` when procfs could not be read or a thread ended inside the window (its
+    /// switches are gone with it).
     pub voluntary_context_switches: Option<u64>,
     /// Switches where it was preempted (`nonvoluntary_ctxt_switches`, same threads).
     pub involuntary_context_switches: Option<u64>,
@@ -107,6 +108,10 @@ pub struct IoUringCounts {
     pub queue_async_work: u64,
     /// `io_uring_poll_arm`: internal polls armed for a request that had to wait.
     pub poll_arm: u64,
+    /// `io_uring_local_work_run`: runs of deferred task work (`IORING_SETUP_DEFER_TASKRUN`
+    /// rings run it here, inside `io_uring_enter`, instead of as `task_work_run`).
+    #[serde(default)]
+    pub local_work_run: u64,
 }
 
 /// [`IoUringCounts`] per request.
@@ -116,6 +121,8 @@ pub struct IoUringPerRequest {
     pub task_work_run: f64,
     pub queue_async_work: f64,
     pub poll_arm: f64,
+    #[serde(default)]
+    pub local_work_run: f64,
 }
 
 /// One process's share of a request: its [`Counts`] divided by the requests of the window.
@@ -129,9 +136,9 @@ pub struct Side {
     pub syscalls_per_request: f64,
     /// Every context switch (voluntary + involuntary).
     pub context_switches_per_request: f64,
-    /// Switches to wait (null if procfs was unreadable).
+    /// Switches to wait (null if procfs was unreadable or a thread ended in the window).
     pub voluntary_context_switches_per_request: Option<f64>,
-    /// Preemptions (null if procfs was unreadable).
+    /// Preemptions (null like the voluntary figure).
     pub involuntary_context_switches_per_request: Option<f64>,
     /// Wake-ups this process performed ([`Counts::wakeups`]).
     pub wakeups_per_request: f64,
@@ -175,12 +182,16 @@ impl Side {
         let pr = |c| per_request(c, requests);
         let io_uring = counts
             .io_uring
-            .filter(|u| u.submit_req + u.task_work_run + u.queue_async_work + u.poll_arm > 0)
+            .filter(|u| {
+                u.submit_req + u.task_work_run + u.queue_async_work + u.poll_arm + u.local_work_run
+                    > 0
+            })
             .map(|u| IoUringPerRequest {
                 submit_req: pr(u.submit_req),
                 task_work_run: pr(u.task_work_run),
                 queue_async_work: pr(u.queue_async_work),
                 poll_arm: pr(u.poll_arm),
+                local_work_run: pr(u.local_work_run),
             });
         Self {
             pid,
@@ -220,6 +231,12 @@ impl Side {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Refused(pub String);
+
+/// Whether `pid` names a process this user can see (`load --pid`'s check, before connecting);
+/// off Linux always `Ok` (the probe itself is refused there, with the reason).
+pub fn check_pid(pid: u32) -> Result<(), String> {
+    imp::check_pid(pid)
+}
 
 /// Counters attached to one process's threads; see the module doc.
 pub struct Probe {
@@ -432,6 +449,7 @@ mod tests {
             task_work_run: 1_000,
             queue_async_work: 0,
             poll_arm: 500,
+            local_work_run: 0,
         });
         let u = Side::new(1, c, 1_000).io_uring.unwrap();
         assert_eq!((u.submit_req, u.task_work_run), (2.0, 1.0));

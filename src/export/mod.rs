@@ -4,6 +4,7 @@
 //! Deliberately no measuring and no aggregation: an exporter that needs a number the record
 //! does not have gets it added to the record, not computed on the side.
 
+pub mod explain;
 pub mod html;
 
 use std::path::PathBuf;

@@ -74,6 +74,14 @@ pub struct LoadArgs {
     /// Seed for payloads, sizes and Poisson arrivals.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Count system calls, context switches and wake-ups per request from kernel tracepoints
+    /// (Linux perf_event_open; needs root or CAP_PERFMON), for this generator and, with --pid,
+    /// the server; written under `explain` in --json.
+    #[arg(long)]
+    pub explain: bool,
+    /// The server process to count with --explain (all its threads).
+    #[arg(long, value_name = "PID", requires = "explain")]
+    pub pid: Option<u32>,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {
