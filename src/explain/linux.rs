@@ -186,17 +186,36 @@ impl Probe {
 
     pub fn start(&mut self) -> Result<(), Refused> {
         self.switches_at_start = switches(self.pid).ok();
-        for c in self.opened.iter_mut().flat_map(|o| o.counters.iter_mut()) {
-            c.enable()
-                .map_err(|e| Refused(format!("cannot enable a perf counter: {e}")))?;
+        // Counters that would count the enabling itself (every `ioctl` is a system call)
+        // go last, so a probe on this very process does not count its own start.
+        for late in [false, true] {
+            for o in self
+                .opened
+                .iter_mut()
+                .filter(|o| counts_ioctl(&o.kind) == late)
+            {
+                for c in &mut o.counters {
+                    c.enable()
+                        .map_err(|e| Refused(format!("cannot enable a perf counter: {e}")))?;
+                }
+            }
         }
         Ok(())
     }
 
     pub fn stop(&mut self) -> Result<Counts, Refused> {
-        for c in self.opened.iter_mut().flat_map(|o| o.counters.iter_mut()) {
-            c.disable()
-                .map_err(|e| Refused(format!("cannot disable a perf counter: {e}")))?;
+        // The mirror of `start`: those go first.
+        for late in [true, false] {
+            for o in self
+                .opened
+                .iter_mut()
+                .filter(|o| counts_ioctl(&o.kind) == late)
+            {
+                for c in &mut o.counters {
+                    c.disable()
+                        .map_err(|e| Refused(format!("cannot disable a perf counter: {e}")))?;
+                }
+            }
         }
         let (voluntary, involuntary) = match (&self.switches_at_start, switches(self.pid)) {
             (Some(a), Ok(b)) => switch_delta(a, &b).unzip(),
@@ -251,6 +270,11 @@ pub fn check_pid(pid: u32) -> Result<(), String> {
         ),
         Err(e) => Err(format!("cannot look the process up in /proc: {e}")),
     }
+}
+
+/// Whether an event of `kind` counts the `ioctl` that enables or disables a counter.
+fn counts_ioctl(kind: &Kind) -> bool {
+    matches!(kind, Kind::Syscalls | Kind::ByName("ioctl"))
 }
 
 /// Open `w` on every thread in `live`; a thread that exited since the listing (`ESRCH`) is

@@ -11,6 +11,7 @@ use std::io::Write;
 
 use plotters::prelude::*;
 
+use super::LoadedRun;
 use crate::explain::{Explain, Side};
 
 /// How many calls a cell or a bar names before folding the rest into "other".
@@ -226,6 +227,232 @@ pub fn svg(rows: &[(String, Side)]) -> String {
 
 /// Explains of a run, keyed like its histograms: (model, point).
 pub type Explains = BTreeMap<(String, String), Explain>;
+
+/// One row of `compare --explain`: a run's model at a point, with its explain.
+struct Row<'a> {
+    run: &'a str,
+    model: &'a str,
+    point: &'a str,
+    explain: &'a Explain,
+}
+
+/// Every (run, model, point) that has an explain, in the runs' point and model order.
+fn rows(runs: &[LoadedRun]) -> Vec<Row<'_>> {
+    let mut out = Vec::new();
+    for r in runs {
+        for spec in &r.summary.points {
+            for m in &r.summary.models {
+                if let Some(e) = r.explains.get(&(m.model.clone(), spec.name.clone())) {
+                    out.push(Row {
+                        run: &r.label,
+                        model: &m.model,
+                        point: &spec.name,
+                        explain: e,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn cells(s: Option<&Side>) -> [String; 4] {
+    match s {
+        Some(s) => [
+            format!("{:.2}", s.syscalls_per_request),
+            format!("{:.3}", s.context_switches_per_request),
+            format!("{:.3}", s.wakeups_per_request),
+            top_calls(s),
+        ],
+        None => ["–".into(), "–".into(), "–".into(), "–".into()],
+    }
+}
+
+/// `compare --explain`'s table (terminal or Markdown), after the comparison: per point, a row
+/// per run × model with the server's and the client's system calls, context switches and
+/// wake-ups per request and the server's top calls. Results without `explain` are listed as
+/// such so a missing figure is never mistaken for zero.
+pub fn table(runs: &[LoadedRun], markdown: bool) -> String {
+    use comfy_table::{Table, presets};
+    let mut out = String::new();
+    let rows = rows(runs);
+    let several = runs.len() > 1;
+    let mut points: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !points.contains(&r.point) {
+            points.push(r.point);
+        }
+    }
+    for point in points {
+        let title = format!("kernel counts per request: {point}");
+        if markdown {
+            let _ = writeln!(out, "\n### {title}\n");
+        } else {
+            let _ = writeln!(out, "\n{title}");
+        }
+        let mut t = Table::new();
+        t.load_preset(if markdown {
+            presets::ASCII_MARKDOWN
+        } else {
+            presets::UTF8_FULL_CONDENSED
+        });
+        t.force_no_tty();
+        let mut header = vec![];
+        if several {
+            header.push("run");
+        }
+        header.extend([
+            "model",
+            "server syscalls/req",
+            "ctx switches/req",
+            "wake-ups/req",
+            "top calls",
+            "client syscalls/req",
+            "ctx switches/req",
+            "wake-ups/req",
+            "top calls",
+        ]);
+        t.set_header(header);
+        for r in rows.iter().filter(|r| r.point == point) {
+            let mut line: Vec<String> = vec![];
+            if several {
+                line.push(r.run.to_owned());
+            }
+            line.push(r.model.to_owned());
+            line.extend(cells(r.explain.server.as_ref()));
+            line.extend(cells(r.explain.client.as_ref()));
+            t.add_row(line);
+        }
+        let _ = writeln!(out, "{t}");
+    }
+    let missing: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            r.summary.models.iter().flat_map(move |m| {
+                m.points
+                    .iter()
+                    .filter(move |p| !r.explains.contains_key(&(m.model.clone(), p.point.clone())))
+                    .map(move |p| format!("{}/{}", m.model, p.point))
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str(
+            "\nkernel counts per request: none of these results has them (measured by `run` and \
+             `load --explain` where perf_event_open is allowed: root or CAP_PERFMON; a refused \
+             result says why in its warnings)\n",
+        );
+    } else if !missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "no kernel counts in: {} (see each result's warnings)",
+            missing.join(", ")
+        );
+    }
+    let unavailable: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.explain.unavailable.iter().map(String::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !unavailable.is_empty() {
+        let _ = writeln!(out, "not counted: {}", unavailable.join("; "));
+    }
+    out
+}
+
+/// `compare --explain --format json`: the rows as `[{run, model, point, explain}]`.
+pub fn json_rows(runs: &[LoadedRun]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows(runs)
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "run": r.run,
+                    "model": r.model,
+                    "point": r.point,
+                    "explain": r.explain,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Whether any run has kernel counts (the report's navigation links the section only then).
+pub fn any(runs: &[LoadedRun]) -> bool {
+    runs.iter().any(|r| !r.explains.is_empty())
+}
+
+/// The report's section (`id="explain"`): per run and point, the stacked bars of [`svg`] over
+/// the server sides, and a table of both sides' figures. Empty when no run has kernel counts.
+pub fn html_section(runs: &[LoadedRun]) -> String {
+    if !any(runs) {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2 id=\"explain\">Why: kernel counts per request</h2>\n<p class=\"what\">Counted \
+         from kernel tracepoints over each point's measured window (median round) and divided \
+         by its requests: system calls by name (<code>syscalls:sys_enter_*</code>; grey is every \
+         other call, from <code>raw_syscalls:sys_enter</code>), context switches (switched out, \
+         voluntarily or preempted). Fewer of each is less kernel work per request; a context \
+         switch per request is a thread put to sleep and woken for each one.</p>\n",
+    );
+    for r in runs {
+        for spec in &r.summary.points {
+            let sides: Vec<(String, Side)> = r
+                .summary
+                .models
+                .iter()
+                .filter_map(|m| {
+                    let e = r.explains.get(&(m.model.clone(), spec.name.clone()))?;
+                    Some((m.model.clone(), e.server.clone()?))
+                })
+                .collect();
+            if sides.is_empty() {
+                continue;
+            }
+            let title = if runs.len() > 1 {
+                format!("{} — {}", spec.name, r.label)
+            } else {
+                spec.name.clone()
+            };
+            let _ = writeln!(
+                out,
+                "<h3>{}</h3>\n<div class=\"fig\">{}</div>",
+                esc(&title),
+                svg(&sides)
+            );
+            out.push_str(
+                "<table><tr><th>model</th><th>server syscalls/req</th><th>ctx switches/req</th>\
+                 <th>wake-ups/req</th><th>top calls</th><th>client syscalls/req</th>\
+                 <th>ctx switches/req</th><th>wake-ups/req</th></tr>\n",
+            );
+            for m in &r.summary.models {
+                let Some(e) = r.explains.get(&(m.model.clone(), spec.name.clone())) else {
+                    continue;
+                };
+                let [s1, s2, s3, s4] = cells(e.server.as_ref());
+                let [c1, c2, c3, _] = cells(e.client.as_ref());
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{s1}</td><td>{s2}</td><td>{s3}</td><td>{}</td>\
+                     <td>{c1}</td><td>{c2}</td><td>{c3}</td></tr>",
+                    esc(&m.model),
+                    esc(&s4)
+                );
+            }
+            out.push_str("</table>\n");
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
 
 #[cfg(test)]
 mod tests {

@@ -27,4 +27,7 @@ pub struct LoadedRun {
     pub summary: Summary,
     /// Keyed by (model, point); a missing entry means the file was absent or unreadable.
     pub histograms: Histograms,
+    /// Each point's `explain` (median round), keyed like `histograms`; a missing entry means
+    /// the result has none (not measured, refused, or an older schema).
+    pub explains: explain::Explains,
 }
