@@ -99,14 +99,14 @@ pub fn svg(rows: &[(String, Side)]) -> String {
         .map(|(_, s)| s.syscalls_per_request)
         .fold(0.0, f64::max)
         .max(0.1)
-        * 1.1;
+        * 1.7; // room on the right for the legend
     let max_cs = rows
         .iter()
         .map(|(_, s)| s.context_switches_per_request)
         .fold(0.0, f64::max)
         .max(0.01)
         * 1.1;
-    let height = 90 + 28 * rows.len() as u32;
+    let height = 110 + 28 * rows.len().max(5) as u32;
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, (900, height)).into_drawing_area();
@@ -128,7 +128,7 @@ pub fn svg(rows: &[(String, Side)]) -> String {
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(120)
-            .build_cartesian_2d(0.0..max_calls, (0..n).into_segmented())
+            .build_cartesian_2d(0.0..max_calls, (0..n - 1).into_segmented())
         {
             let _ = chart
                 .configure_mesh()
@@ -191,7 +191,7 @@ pub fn svg(rows: &[(String, Side)]) -> String {
             }
             let _ = chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK)
                 .draw();
@@ -201,7 +201,7 @@ pub fn svg(rows: &[(String, Side)]) -> String {
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(10)
-            .build_cartesian_2d(0.0..max_cs, (0..n).into_segmented())
+            .build_cartesian_2d(0.0..max_cs, (0..n - 1).into_segmented())
         {
             let _ = chart
                 .configure_mesh()
