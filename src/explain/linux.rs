@@ -334,19 +334,18 @@ fn missing(e: &io::Error) -> String {
 
 /// The tracefs root whose ids this process can read.
 fn tracefs() -> Result<PathBuf, Refused> {
-    let mut last = None;
+    let mut why = Vec::new();
     for root in TRACEFS {
         let root = PathBuf::from(root);
         match tracepoint_id(&root, "raw_syscalls", "sys_enter") {
             Ok(_) => return Ok(root),
-            Err(e) => last = Some(e),
+            Err(e) => why.push(format!("{}: {e}", root.display())),
         }
     }
     Err(Refused(format!(
-        "cannot read tracepoint ids under {} ({}): needs root (tracefs is root-only) and tracefs \
+        "cannot read tracepoint ids ({}): needs root or CAP_PERFMON with read access to tracefs, \
          mounted (mount -t tracefs nodev /sys/kernel/tracing)",
-        TRACEFS.join(" or "),
-        last.map_or_else(String::new, |e| e.to_string())
+        why.join("; ")
     )))
 }
 
