@@ -217,3 +217,39 @@ fn without_the_privilege_a_run_succeeds_with_explain_null_and_the_reason() {
     assert!(r["server_cpu"].is_object());
     let _ = std::fs::remove_dir_all(&parent);
 }
+
+/// `run --no-explain` measures as before: no counters, `explain` null, no warning about it.
+#[test]
+fn run_no_explain_leaves_explain_null_without_a_warning() {
+    let dir = scratch("cli-explain", "off");
+    let out = iomodels(&[
+        "run",
+        "--models",
+        "epoll",
+        "--points",
+        "latency",
+        "-t",
+        "200ms",
+        "--warmup",
+        "50ms",
+        "--rounds",
+        "1",
+        "--no-explain",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = read_json(&dir.join("epoll/latency.json"));
+    assert!(r["explain"].is_null());
+    assert!(
+        !r["warnings"].to_string().contains("explain"),
+        "{}",
+        r["warnings"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

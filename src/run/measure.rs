@@ -31,6 +31,8 @@ pub struct Job<'a> {
     pub serve: &'a ServeConfig,
     /// CPUs for the generator's threads (one thread per CPU), or unpinned.
     pub client_cpus: Option<&'a [usize]>,
+    /// Count kernel events per request (`explain`); false: `--no-explain`.
+    pub explain: bool,
     pub stop: &'a Stop,
 }
 
@@ -97,16 +99,19 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
 
     // Kernel counts (`explain`): attached before the generator starts, so its workers inherit
     // the counters; enabled and disabled at the same edges as the CPU samples.
-    let explain = RefCell::new(Session::attach(Some(child.process().id())));
+    let explain = job
+        .explain
+        .then(|| RefCell::new(Session::attach(Some(child.process().id()))));
     // The child's CPU at the window's two edges, sampled right next to the generator's own.
     let samples: RefCell<Vec<std::io::Result<(Duration, Duration)>>> = RefCell::new(Vec::new());
     let window = |edge: Window| {
         samples
             .borrow_mut()
             .push(loadgen::child_cpu_times(child.process()));
-        match edge {
-            Window::Opened => explain.borrow_mut().start(),
-            Window::Closed => explain.borrow_mut().stop(),
+        match (edge, &explain) {
+            (Window::Opened, Some(s)) => s.borrow_mut().start(),
+            (Window::Closed, Some(s)) => s.borrow_mut().stop(),
+            (_, None) => {}
         }
     };
     let hooks = Hooks {
@@ -125,9 +130,10 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
         }
         Err(e) => return Outcome::failed(format!("load failed: {e}")),
     };
-    let explain = match explain.into_inner().finish(report.requests) {
-        Ok(e) => Some(e),
-        Err(why) => {
+    let explain = match explain.map(|s| s.into_inner().finish(report.requests)) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(why)) => {
             report
                 .warnings
                 .push(format!("kernel counts (explain) unavailable: {why}"));
