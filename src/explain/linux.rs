@@ -73,6 +73,11 @@ pub struct Probe {
 
 impl Probe {
     pub fn attach(pid: u32) -> Result<Self, Refused> {
+        Self::attach_within(pid, fd_budget())
+    }
+
+    /// [`Probe::attach`] holding at most `budget` descriptors.
+    fn attach_within(pid: u32, budget: usize) -> Result<Self, Refused> {
         let tids = threads_of(pid).map_err(|e| {
             Refused(format!(
                 "cannot list the threads of process {pid} (/proc/{pid}/task: {e})"
@@ -142,15 +147,15 @@ impl Probe {
             }
         }
 
-        let budget = fd_budget();
         let mut used = 0usize;
         let mut live = tids;
         let mut opened = Vec::new();
         for w in wanted {
             if used + live.len() > budget {
                 let why = format!(
-                    "descriptor budget: {} threads × each event needs more than the {budget} \
-                     descriptors a probe may hold",
+                    "descriptor budget: {} more (one per thread) on top of the {used} held \
+                     would pass the {budget} a probe may hold (a quarter of what the open-file \
+                     limit leaves, at most {MAX_FDS})",
                     live.len()
                 );
                 if w.core {
@@ -505,6 +510,48 @@ mod counting {
         );
         assert_eq!(c.threads, 1);
         assert!(probe.unavailable().is_empty(), "{:?}", probe.unavailable());
+    }
+
+    /// Past the descriptor budget whole events are left out and listed, never opened on some
+    /// threads only; a budget too small for the core events refuses the probe.
+    #[test]
+    fn the_descriptor_budget_drops_whole_events_and_names_them() {
+        let threads = threads_of(std::process::id()).unwrap().len();
+        // The four core events, plus one more, on every thread (threads may come and go in a
+        // test process, so leave room for a few).
+        let probe = match Probe::attach_within(std::process::id(), 5 * threads + 2) {
+            Ok(p) => p,
+            Err(Refused(why)) => {
+                eprintln!("skipped (kernel counts refused here): {why}");
+                return;
+            }
+        };
+        let held: usize = probe.opened.iter().map(|o| o.counters.len()).sum();
+        assert!(held <= 5 * threads + 2, "{held} descriptors held");
+        for o in &probe.opened {
+            assert!(
+                o.counters.len() >= threads.saturating_sub(2),
+                "an event on some threads only"
+            );
+        }
+        let over: Vec<_> = probe
+            .unavailable()
+            .into_iter()
+            .filter(|u| u.contains("descriptor budget"))
+            .collect();
+        assert!(over.len() >= BY_NAME.len(), "{over:?}");
+        assert!(
+            over.iter()
+                .any(|u| u.starts_with("syscalls:sys_enter_read:")),
+            "{over:?}"
+        );
+        let Err(Refused(why)) = Probe::attach_within(std::process::id(), 1) else {
+            panic!("attached within one descriptor");
+        };
+        assert!(
+            why.contains("raw_syscalls:sys_enter") && why.contains("budget"),
+            "{why}"
+        );
     }
 
     /// Threads created after the probe attached are counted through `inherit`.
