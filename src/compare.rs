@@ -33,6 +33,11 @@ pub struct CompareArgs {
     /// Also write the HTML report (charts and tables) here, atomically.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Add the kernel counts per request (system calls, context switches, wake-ups, top calls
+    /// of server and client): a table per point after the comparison, or an "explain" array
+    /// in --format json.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// Run the `compare` command.
@@ -54,13 +59,40 @@ pub fn run(args: &CompareArgs) -> CliResult {
         baseline: args.baseline.clone(),
         styled: args.format == Format::Table && stdout.is_terminal(),
     };
-    let text = table::render(&runs, &opts).map_err(CliError::usage)?;
+    if args.explain && args.format == Format::Csv {
+        return Err(CliError::usage(anyhow!(
+            "--explain: CSV has one row shape and the kernel counts do not fit it; use --format json, table or markdown"
+        )));
+    }
+    let mut text = table::render(&runs, &opts).map_err(CliError::usage)?;
+    if args.explain {
+        text = with_explain(text, &runs, args.format);
+    }
     // A closed stdout (`| head`) is not an error.
     let _ = stdout.lock().write_all(text.as_bytes());
     if let Some(path) = &args.html {
         write_html(path, &runs)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` (the comparison in `format`) with the kernel counts added: an `explain` array in the
+/// JSON document, a table per point after a table or Markdown.
+fn with_explain(text: String, runs: &[LoadedRun], format: Format) -> String {
+    use iomodels::export::explain;
+    match format {
+        Format::Json => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(mut o)) => {
+                o.insert("explain".into(), explain::json_rows(runs));
+                let mut s = serde_json::to_string_pretty(&o).unwrap_or(text);
+                s.push('\n');
+                s
+            }
+            _ => text,
+        },
+        Format::Markdown => text + &explain::table(runs, true),
+        Format::Table | Format::Csv => text + &explain::table(runs, false),
+    }
 }
 
 /// Write the HTML report of `runs` to `path`, atomically (`compare --html` and `run`).

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod child;
+pub mod explain;
 pub mod export;
 pub mod record;
 pub mod wakeup;

@@ -3,7 +3,7 @@
 //! over rounds).
 //!
 //! The numbers are computed here, once; exporters (`export/`) only format them. The on-disk
-//! shapes are contracts (`iomodels.result/1.1`, `iomodels.summary/1`), described key by key in
+//! shapes are contracts (`iomodels.result/1.2`, `iomodels.summary/1`), described key by key in
 //! `results/README.md`. This module deliberately does no I/O beyond reading and writing these
 //! documents.
 
@@ -59,8 +59,9 @@ pub struct ServerSide {
     pub stats: Option<ServerStats>,
 }
 
-/// One result document (`iomodels.result/1.1`, or 1: the same keys): the generator's report, flattened, plus
-/// `server_cpu` and `server`, which are null from `load` and filled by `run`.
+/// One result document (`iomodels.result/1.2`; 1.1 and 1 read the same, `explain` null): the
+/// generator's report, flattened, plus `server_cpu` and `server`, which are null from `load` and
+/// filled by `run`, and `explain` (filled by `run`, and by `load --explain`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PointResult {
     #[serde(flatten)]
@@ -68,6 +69,10 @@ pub struct PointResult {
     /// The server process's CPU over exactly the measured window (OS accounting of the child).
     pub server_cpu: Option<Cpu>,
     pub server: Option<ServerSide>,
+    /// Kernel counts per request (`iomodels.result/1.2`): null when not measured or refused
+    /// (the reason is in `warnings`); absent in 1 and 1.1 files, read as null.
+    #[serde(default)]
+    pub explain: Option<crate::explain::Explain>,
 }
 
 impl PointResult {
@@ -77,6 +82,7 @@ impl PointResult {
             report,
             server_cpu: None,
             server: None,
+            explain: None,
         }
     }
 
@@ -442,6 +448,7 @@ pub(crate) mod tests {
                 config: ServeConfig::defaults(Some(vec![0])),
                 stats: None,
             }),
+            explain: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The result of a run as plain data, and its two file formats (JSON and `.hlog`).
 //!
 //! The numbers are computed once, here, from the merged histograms; the binary's exporters only
-//! format them. The JSON shape is a contract (`schema: "iomodels.result/1.1"`, described key by key
+//! format them. The JSON shape is a contract (`schema: "iomodels.result/1.2"`, described key by key
 //! in `results/README.md`). This module deliberately does not print or choose file names.
 
 use std::io;
@@ -21,11 +21,15 @@ use crate::workload::Options;
 ///
 /// 1.1: `saturated` also when the generator's own send lag is a noticeable part of the latency
 /// (results/README.md, "Saturation rule"); every key is the same as in 1.
-pub const SCHEMA: &str = "iomodels.result/1.1";
+///
+/// 1.2: adds `explain` (kernel counts per request, filled by the `iomodels` binary; null when
+/// not measured); every 1.1 key is unchanged.
+pub const SCHEMA: &str = "iomodels.result/1.2";
 
-/// Every result schema a reader of [`SCHEMA`] documents can read: the same keys, so a file of an
-/// earlier minor version reads as it is (its `saturated` was judged by that version's rule).
-pub const SCHEMAS_READ: [&str; 2] = ["iomodels.result/1", SCHEMA];
+/// Every result schema a reader of [`SCHEMA`] documents can read: the same keys (1.2 adds one,
+/// read as null when absent), so a file of an earlier minor version reads as it is (its
+/// `saturated` was judged by that version's rule).
+pub const SCHEMAS_READ: [&str; 3] = ["iomodels.result/1", "iomodels.result/1.1", SCHEMA];
 
 /// The machine that produced the result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,7 +165,7 @@ pub struct Interval {
 /// key of the contract.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
-    /// `iomodels.result/1.1` ([`SCHEMA`]).
+    /// `iomodels.result/1.2` ([`SCHEMA`]).
     pub schema: String,
     /// Version of the `loadgen` crate that measured.
     pub tool_version: String,
@@ -245,7 +249,7 @@ impl Report {
         decode_histogram(&self.histogram)
     }
 
-    /// This report as pretty-printed JSON (the `iomodels.result/1.1` document).
+    /// This report as pretty-printed JSON (the `iomodels.result/1.2` document).
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialisation cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

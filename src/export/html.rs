@@ -64,6 +64,7 @@ pub fn render(runs: &[LoadedRun]) -> String {
     }
     wake_up_section(&mut out, &series);
     scaling_section(&mut out, &points, &series);
+    out.push_str(&super::explain::html_section(runs));
     failures_section(&mut out, runs);
     metadata_section(&mut out, runs);
     out.push_str("</main>\n</body>\n</html>\n");
@@ -288,6 +289,9 @@ fn nav(out: &mut String, runs: &[LoadedRun], points: &[&PointSpec], series: &[Se
         out.push_str("<a href=\"#wake-up\">wake-up cost</a>");
     }
     out.push_str("<a href=\"#scaling\">against connections</a>");
+    if super::explain::any(runs) {
+        out.push_str("<a href=\"#explain\">kernel counts</a>");
+    }
     if runs
         .iter()
         .any(|r| r.summary.failed_models().next().is_some())
@@ -1465,6 +1469,7 @@ mod tests {
                 warnings: vec!["a <warning> & more".into()],
             },
             histograms,
+            explains: Default::default(),
         }
     }
 

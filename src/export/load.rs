@@ -83,6 +83,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedRun> {
 fn load_summary(summary_path: &Path, folder: &Path) -> anyhow::Result<LoadedRun> {
     let summary = Summary::read(summary_path)?;
     let mut histograms = Histograms::new();
+    let mut explains = super::explain::Explains::new();
     for m in &summary.models {
         for p in &m.points {
             let file = if p.file.is_empty() {
@@ -104,6 +105,9 @@ fn load_summary(summary_path: &Path, folder: &Path) -> anyhow::Result<LoadedRun>
             if let Ok(h) = result.report.latency_histogram() {
                 histograms.insert((m.model.clone(), p.point.clone()), h);
             }
+            if let Some(e) = result.explain {
+                explains.insert((m.model.clone(), p.point.clone()), e);
+            }
         }
     }
     Ok(LoadedRun {
@@ -111,6 +115,7 @@ fn load_summary(summary_path: &Path, folder: &Path) -> anyhow::Result<LoadedRun>
         source: summary_path.to_path_buf(),
         summary,
         histograms,
+        explains,
     })
 }
 
@@ -196,13 +201,18 @@ fn load_result(path: &Path) -> anyhow::Result<LoadedRun> {
     };
     let mut histograms = Histograms::new();
     if let Ok(h) = r.latency_histogram() {
-        histograms.insert((model, point), h);
+        histograms.insert((model.clone(), point.clone()), h);
+    }
+    let mut explains = super::explain::Explains::new();
+    if let Some(e) = result.explain.clone() {
+        explains.insert((model, point), e);
     }
     Ok(LoadedRun {
         label: stem,
         source: path.to_path_buf(),
         summary,
         histograms,
+        explains,
     })
 }
 

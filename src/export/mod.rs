@@ -4,6 +4,7 @@
 //! Deliberately no measuring and no aggregation: an exporter that needs a number the record
 //! does not have gets it added to the record, not computed on the side.
 
+pub mod explain;
 pub mod html;
 
 use std::path::PathBuf;
@@ -26,4 +27,7 @@ pub struct LoadedRun {
     pub summary: Summary,
     /// Keyed by (model, point); a missing entry means the file was absent or unreadable.
     pub histograms: Histograms,
+    /// Each point's `explain` (median round), keyed like `histograms`; a missing entry means
+    /// the result has none (not measured, refused, or an older schema).
+    pub explains: explain::Explains,
 }

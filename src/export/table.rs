@@ -879,6 +879,7 @@ mod tests {
             source: PathBuf::from(format!("results/{label}")),
             summary: summary(&borrowed),
             histograms: Default::default(),
+            explains: Default::default(),
         }
     }
 

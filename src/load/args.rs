@@ -78,6 +78,14 @@ pub struct LoadArgs {
     /// (costs a whole CPU per thread; pin it with --cpus).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Count system calls, context switches and wake-ups per request from kernel tracepoints
+    /// (Linux perf_event_open; needs root or CAP_PERFMON), for this generator and, with --pid,
+    /// the server; written under `explain` in --json.
+    #[arg(long)]
+    pub explain: bool,
+    /// The server process to count with --explain (all its threads).
+    #[arg(long, value_name = "PID", requires = "explain")]
+    pub pid: Option<u32>,
 }
 
 fn parse_range(s: &str) -> Result<(usize, usize), String> {

@@ -12,12 +12,14 @@ mod summary;
 
 pub use args::LoadArgs;
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use iomodels::explain::Session;
 use loadgen::LoadError;
 
 use crate::exit::{self, CliError, CliResult};
@@ -61,6 +63,10 @@ pub fn run(args: LoadArgs) -> CliResult {
         )));
     }
 
+    if let Some(pid) = args.pid {
+        iomodels::explain::check_pid(pid)
+            .map_err(|e| CliError::usage(anyhow!("--pid {pid}: {e}")))?;
+    }
     let addr = choose(&args.addr, &addrs, args.timeout)?;
     let workload = args.workload(addr).map_err(CliError::usage)?;
     let o = workload.options();
@@ -91,7 +97,23 @@ pub fn run(args: LoadArgs) -> CliResult {
             ));
         }
     };
-    let result = loadgen::run(&workload, stop, Some(&on_progress));
+    // Attached before the generator starts, so its workers inherit the counters.
+    let explain = args
+        .explain
+        .then(|| RefCell::new(Session::attach(args.pid)));
+    let window = |edge: loadgen::Window| {
+        if let Some(s) = &explain {
+            match edge {
+                loadgen::Window::Opened => s.borrow_mut().start(),
+                loadgen::Window::Closed => s.borrow_mut().stop(),
+            }
+        }
+    };
+    let hooks = loadgen::Hooks {
+        progress: Some(&on_progress),
+        window: Some(&window),
+    };
+    let result = loadgen::run_with_hooks(&workload, stop, &hooks);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -105,12 +127,24 @@ pub fn run(args: LoadArgs) -> CliResult {
         Err(e) => return Err(CliError::runtime(e)),
     };
 
-    let result = iomodels::record::PointResult::client_only(report);
+    let mut result = iomodels::record::PointResult::client_only(report);
+    if let Some(s) = explain {
+        match s.into_inner().finish(result.report.requests) {
+            Ok(e) => result.explain = Some(e),
+            Err(why) => result
+                .report
+                .warnings
+                .push(format!("kernel counts (explain) unavailable: {why}")),
+        }
+    }
     let report = &result.report;
     let written = outputs.write(&result);
     // The summary always, whatever happened to the files. A closed stdout (`| head`) is not an
     // error: ignore write failures of the summary.
     let _ = print_summary(&mut std::io::stdout().lock(), report);
+    if let Some(e) = &result.explain {
+        let _ = iomodels::export::explain::write_text(&mut std::io::stdout().lock(), e);
+    }
     // A file not written is a failure even after Ctrl-C: 130 promises the files are there.
     written.map_err(CliError::runtime)?;
 

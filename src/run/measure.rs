@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use iomodels::child::ServeChild;
+use iomodels::explain::Session;
 use iomodels::record::{PointResult, ServeConfig, ServerSide};
 use loadgen::{Cpu, Hooks, LoadError, Options, Progress, Stop, Window};
 
@@ -30,6 +31,8 @@ pub struct Job<'a> {
     pub serve: &'a ServeConfig,
     /// CPUs for the generator's threads (one thread per CPU), or unpinned.
     pub client_cpus: Option<&'a [usize]>,
+    /// Count kernel events per request (`explain`); false: `--no-explain`.
+    pub explain: bool,
     pub stop: &'a Stop,
 }
 
@@ -95,12 +98,22 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
         Err(e) => return Outcome::failed(format!("invalid workload: {e}")),
     };
 
+    // Kernel counts (`explain`): attached before the generator starts, so its workers inherit
+    // the counters; enabled and disabled at the same edges as the CPU samples.
+    let explain = job
+        .explain
+        .then(|| RefCell::new(Session::attach(Some(child.process().id()))));
     // The child's CPU at the window's two edges, sampled right next to the generator's own.
     let samples: RefCell<Vec<std::io::Result<(Duration, Duration)>>> = RefCell::new(Vec::new());
-    let window = |_: Window| {
+    let window = |edge: Window| {
         samples
             .borrow_mut()
             .push(loadgen::child_cpu_times(child.process()));
+        match (edge, &explain) {
+            (Window::Opened, Some(s)) => s.borrow_mut().start(),
+            (Window::Closed, Some(s)) => s.borrow_mut().stop(),
+            (_, None) => {}
+        }
     };
     let hooks = Hooks {
         progress: Some(progress),
@@ -117,6 +130,16 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
             return Outcome::failed(format!("connection refused by {addr}: {stderr}"));
         }
         Err(e) => return Outcome::failed(format!("load failed: {e}")),
+    };
+    let explain = match explain.map(|s| s.into_inner().finish(report.requests)) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(why)) => {
+            report
+                .warnings
+                .push(format!("kernel counts (explain) unavailable: {why}"));
+            None
+        }
     };
     let samples = samples.into_inner();
     let server_cpu = match samples.as_slice() {
@@ -167,6 +190,7 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
                 config: job.serve.clone(),
                 stats,
             }),
+            explain,
         }),
         failure,
     }

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Warm-up before each measurement [default: 1s; with --quick 250ms].
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
+    /// Do not count kernel events per request (`explain` null): the counters add a little
+    /// kernel work to every context switch of the counted threads.
+    #[arg(long)]
+    no_explain: bool,
 }
 
 /// The validated plan of a run.
@@ -69,6 +73,8 @@ struct Setup {
     serve: ServeConfig,
     client_cpus: Option<Vec<usize>>,
     warnings: Vec<String>,
+    /// Count kernel events per request (not `--no-explain`).
+    explain: bool,
 }
 
 /// CPU ids this process may run on, in order.
@@ -179,6 +185,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         serve: ServeConfig::defaults(server_cpus),
         client_cpus,
         warnings,
+        explain: !a.no_explain,
     })
 }
 
@@ -402,6 +409,7 @@ fn measure_all(
                     timing: setup.timing,
                     serve: &setup.serve,
                     client_cpus: setup.client_cpus.as_deref(),
+                    explain: setup.explain,
                     stop,
                 };
                 bar.starting(&what);
@@ -461,6 +469,8 @@ fn calibrate(
         },
         serve: &setup.serve,
         client_cpus: setup.client_cpus.as_deref(),
+        // Only its rate is kept: counting would be work for nothing.
+        explain: false,
         stop,
     };
     let o = measure(&job, &|_| {});
