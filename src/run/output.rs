@@ -138,6 +138,41 @@ impl Output {
         self.write_summary()
     }
 
+    /// Store the `explain` pass's result of one point: whole in `<model>/<point>.explain.json`
+    /// (its own figures, measured with the counters on), and its `explain` copied into
+    /// `<model>/<point>.json`, the point's median round. Counts that could not be taken become
+    /// a summary warning with the reason.
+    pub fn record_explain(
+        &mut self,
+        model: &str,
+        point: &str,
+        result: PointResult,
+    ) -> io::Result<()> {
+        let dir = self.dir.join(model);
+        std::fs::create_dir_all(&dir)?;
+        result.write_json(&dir.join(format!("{point}.explain.json")))?;
+        match &result.explain {
+            None => {
+                if let Some(w) = result
+                    .report
+                    .warnings
+                    .iter()
+                    .find(|w| w.starts_with("kernel counts"))
+                {
+                    self.warn(w.clone());
+                }
+            }
+            Some(e) => {
+                let median = dir.join(format!("{point}.json"));
+                if let Ok(mut m) = PointResult::read(&median) {
+                    m.explain = Some(e.clone());
+                    m.write_json(&median)?;
+                }
+            }
+        }
+        self.write_summary()
+    }
+
     /// Record a failed model × point × round.
     pub fn fail(
         &mut self,

@@ -132,11 +132,26 @@ impl Timing {
         }
     }
 
+    /// The kernel-count (`explain`) pass after the rounds: one measurement per model × point,
+    /// at most 1 s after at most 250 ms warm-up (per-request counts settle within a second).
+    pub fn explain_pass(&self) -> Self {
+        Self {
+            rounds: 1,
+            duration: self.duration.min(Duration::from_secs(1)),
+            warmup: self.warmup.min(Duration::from_millis(250)),
+        }
+    }
+
     /// Expected wall time: every model × point × round, each its warm-up and duration plus
-    /// about 0.3 s to start and stop a server and connect (measured on the reference VM).
-    pub fn estimate(&self, models: usize, points: usize) -> Duration {
-        let per = self.duration + self.warmup + Duration::from_millis(300);
-        per * (models * points * self.rounds) as u32
+    /// about 0.3 s to start and stop a server and connect (measured on the reference VM), and
+    /// the `explain` pass when it runs.
+    pub fn estimate(&self, models: usize, points: usize, explain: bool) -> Duration {
+        let per = |t: &Timing| t.duration + t.warmup + Duration::from_millis(300);
+        let mut total = per(self) * (models * points * self.rounds) as u32;
+        if explain {
+            total += per(&self.explain_pass()) * (models * points) as u32;
+        }
+        total
     }
 }
 
@@ -191,8 +206,14 @@ mod tests {
     fn quick_is_about_a_minute_for_eight_models() {
         let t = Timing::new(true, None, None, None);
         assert_eq!(t.rounds, 1);
-        let e = t.estimate(8, POINTS.len()).as_secs();
+        let e = t.estimate(8, POINTS.len(), false).as_secs();
         assert!((40..=90).contains(&e), "{e}");
+        // The explain pass doubles a quick run (same length per measurement), no more.
+        let x = t.estimate(8, POINTS.len(), true).as_secs();
+        assert!(x > e && x <= 2 * e + 1, "{x} vs {e}");
+        let d = Timing::new(false, None, None, None);
+        assert_eq!(d.explain_pass().duration, Duration::from_secs(1));
+        assert_eq!(d.explain_pass().warmup, Duration::from_millis(250));
         let d = Timing::new(false, Some(5), None, None);
         assert_eq!(d.rounds, 5);
     }
