@@ -83,6 +83,7 @@ mod select {
     crate::models::unsupported!(
         "select: the Windows port (Winsock select with a larger fd_set) is not built yet"
     );
+    pub(crate) const DESCRIPTOR_LIMIT: Option<usize> = None;
 }
 
 /// Declares a stand-in module for a model that does not exist on this platform.
@@ -350,6 +351,18 @@ impl Model {
         match self {
             Model::UringMultishot => config.buffer_size * config.uring.ring_buffers as usize,
             _ => config.buffer_size,
+        }
+    }
+
+    /// The model's own ceiling on descriptor numbers, if it has one: `select` cannot watch a
+    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS), so a server process that
+    /// needs that many descriptors (its connections plus the few it holds itself: standard
+    /// streams, listener, wake-up) refuses the connections past it. `None`: only the process's
+    /// open-file limit applies. A sweep reads this to skip a step the model cannot serve.
+    pub fn descriptor_limit(self) -> Option<usize> {
+        match self {
+            Model::Select => select::DESCRIPTOR_LIMIT,
+            _ => None,
         }
     }
 
