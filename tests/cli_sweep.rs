@@ -306,3 +306,73 @@ fn steps_over_the_open_file_limit_are_skipped_with_the_reason() {
     assert!(err.contains("idle-1000") && err.contains("400"), "{err}");
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }
+
+/// Ctrl-C in the middle of a step: exit 130, the steps before it and the cut one kept (marked),
+/// the summary marked, and the server child stopped.
+#[cfg(target_os = "linux")]
+#[test]
+fn sigint_keeps_what_was_measured_and_exits_130() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = out_dir("sigint");
+    let mut sweep = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+        .args(["sweep", "connections", "--models", "epoll"])
+        .args([
+            "--connection-steps",
+            "1,2",
+            "-t",
+            "30s",
+            "--warmup",
+            "100ms",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", sweep.id());
+    let t = Instant::now();
+    let server: u32 = loop {
+        let c = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(pid) = c.split_whitespace().next() {
+            break pid.parse().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no server child appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(1200));
+    let kill = Command::new("kill")
+        .args(["-INT", &sweep.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = sweep.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "sweep did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(sweep.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        !Path::new(&format!("/proc/{server}")).exists(),
+        "the server child {server} was left running"
+    );
+    let s = read_json(&dir.join("summary.json"));
+    assert_eq!(s["interrupted"], true);
+    let steps = s["models"]["epoll"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "the second step never started: {s}");
+    assert_eq!(steps[0]["interrupted"], true);
+    let r = read_json(&dir.join("epoll/connections-1.json"));
+    assert_eq!(r["interrupted"], true);
+    assert!(r["requests"].as_u64().unwrap() > 0);
+    assert!(dir.join("report.html").is_file());
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}
