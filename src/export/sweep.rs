@@ -675,7 +675,9 @@ fn rate_section(out: &mut String, s: &SweepSummary) {
              achieved: lower and further right is better. Each line climbs as its rate nears \
              what the model can serve; the ring is its knee, the highest achieved rate whose \
              p99 stays at or under the dashed target; hollow markers are steps the generator \
-             marked saturated.",
+             marked saturated. Lines join the steps in the order of their target rate, so a \
+             line that turns back to the left is a model that achieved less when asked for \
+             more: it is past its ceiling (overload), or the machine stalled it.",
         ),
         (
             "p50 latency µs (log scale)",
