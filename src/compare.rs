@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::Args;
 use iomodels::export::{
-    LoadedRun, load,
+    Loaded, LoadedRun, load_any,
     table::{self, Format, TableOptions},
 };
 
@@ -21,7 +21,7 @@ use crate::exit::{CliError, CliResult};
 /// Flags of `iomodels compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Run folders, summary.json files or result files from `iomodels load --json`.
+    /// Run folders, sweep folders, summary.json files or result files from `iomodels load --json`.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format.
@@ -47,31 +47,50 @@ pub fn run(args: &CompareArgs) -> CliResult {
         crate::load::outputs::check("--html", path).map_err(CliError::usage)?;
     }
     // Every failure to load is the user's to fix (wrong path, not a result): exit 2.
-    let runs = args
-        .paths
-        .iter()
-        .map(|p| load(p))
-        .collect::<anyhow::Result<Vec<LoadedRun>>>()
-        .map_err(CliError::usage)?;
+    let mut runs = Vec::new();
+    let mut sweeps = Vec::new();
+    for p in &args.paths {
+        match load_any(p).map_err(CliError::usage)? {
+            Loaded::Run(r) => runs.push(r),
+            Loaded::Sweep(s) => sweeps.push(s),
+        }
+    }
+    if args.html.is_some() && !runs.is_empty() && !sweeps.is_empty() {
+        return Err(CliError::usage(anyhow!(
+            "--html draws runs or sweeps, not both at once: compare them in two commands"
+        )));
+    }
     let stdout = std::io::stdout();
-    let opts = TableOptions {
-        format: args.format,
-        baseline: args.baseline.clone(),
-        styled: args.format == Format::Table && stdout.is_terminal(),
-    };
     if args.explain && args.format == Format::Csv {
         return Err(CliError::usage(anyhow!(
             "--explain: CSV has one row shape and the kernel counts do not fit it; use --format json, table or markdown"
         )));
     }
-    let mut text = table::render(&runs, &opts).map_err(CliError::usage)?;
-    if args.explain {
-        text = with_explain(text, &runs, args.format);
+    let mut text = String::new();
+    if !runs.is_empty() || sweeps.is_empty() {
+        let opts = TableOptions {
+            format: args.format,
+            baseline: args.baseline.clone(),
+            styled: args.format == Format::Table && stdout.is_terminal(),
+        };
+        text = table::render(&runs, &opts).map_err(CliError::usage)?;
+        if args.explain {
+            text = with_explain(text, &runs, args.format);
+        }
+    }
+    if !sweeps.is_empty() {
+        text.push_str(&iomodels::export::sweep::table(&sweeps, args.format));
     }
     // A closed stdout (`| head`) is not an error.
     let _ = stdout.lock().write_all(text.as_bytes());
     if let Some(path) = &args.html {
-        write_html(path, &runs)?;
+        if sweeps.is_empty() {
+            write_html(path, &runs)?;
+        } else {
+            let html = iomodels::export::sweep::html(&sweeps);
+            loadgen::write_atomically(path, html.as_bytes())
+                .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

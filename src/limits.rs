@@ -23,3 +23,15 @@ pub fn raise_nofile() {
 
 #[cfg(not(unix))]
 pub fn raise_nofile() {}
+
+/// The open-file limits now: (soft, hard), or `None` where there is none to read (Windows:
+/// sockets are handles) or it cannot be read.
+#[cfg(unix)]
+pub fn nofile() -> Option<(u64, u64)> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).ok()
+}
+
+#[cfg(not(unix))]
+pub fn nofile() -> Option<(u64, u64)> {
+    None
+}

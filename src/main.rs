@@ -15,6 +15,7 @@ mod models;
 mod resolve;
 mod run;
 mod serve;
+mod sweep;
 mod units;
 
 use std::process::ExitCode;
@@ -40,6 +41,9 @@ enum Command {
     /// Measure every model on this machine (each point, interleaved rounds) and write results,
     /// a summary, a table and report.html.
     Run(Box<run::RunArgs>),
+    /// Sweep one axis for every model and draw the curves: `rate` (latency against throughput,
+    /// each model's knee), `idle` (CPU per request against idle connections), `connections`.
+    Sweep(Box<sweep::SweepArgs>),
     /// Compare runs: a table of every model × point from run folders, summary.json files or load --json results.
     Compare(compare::CompareArgs),
 }
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(*args),
         Command::Run(args) => run::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Compare(args) => compare::run(&args),
     };
     match result {

@@ -15,6 +15,8 @@ use loadgen::{Cpu, Host, LatencySummary, Report};
 use serde::{Deserialize, Serialize};
 use servers::ServerStats;
 
+pub mod sweep;
+
 /// The schema of `summary.json`; bump it (and `results/README.md`) when a key changes meaning.
 pub const SUMMARY_SCHEMA: &str = "iomodels.summary/1";
 

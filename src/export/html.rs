@@ -28,7 +28,7 @@ use crate::wakeup::WakeUpCost;
 
 /// One colour per model, by the model's first appearance over the runs (Tableau 10, with the
 /// yellow darkened so a 2-pixel line on white stays visible); an eleventh model reuses the first.
-const PALETTE: [RGBColor; 10] = [
+pub(super) const PALETTE: [RGBColor; 10] = [
     RGBColor(0x4e, 0x79, 0xa7),
     RGBColor(0xf2, 0x8e, 0x2b),
     RGBColor(0xe1, 0x57, 0x59),
@@ -45,9 +45,9 @@ const PALETTE: [RGBColor; 10] = [
 const SPECTRUM_DECADES: f64 = 5.0;
 
 /// Plot widths in CSS pixels: a full-width plot and a half-width one (two side by side).
-const WIDE: u32 = 1180;
-const HALF: u32 = 560;
-const FONT: &str = "sans-serif";
+pub(super) const WIDE: u32 = 1180;
+pub(super) const HALF: u32 = 560;
+pub(super) const FONT: &str = "sans-serif";
 
 /// Render `runs` as one HTML document. Models keep one colour across every plot; with more
 /// than one run, each series is labelled "model (run label)" and later runs are dashed.
@@ -191,7 +191,7 @@ fn has_point(series: &[Series<'_>], point: &str) -> bool {
         .any(|s| s.point(point).is_some() || s.histogram(point).is_some())
 }
 
-const CSS: &str = r#"
+pub(super) const CSS: &str = r#"
 :root { color-scheme: light; }
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
   margin: 0; background: #fff; color: #1d1d1f; line-height: 1.45; }
@@ -451,7 +451,7 @@ fn figure(out: &mut String, wide: bool, svg: &str, caption: &str) {
 
 /// Draw into a fresh SVG of `size` pixels; a drawing error becomes a visible message, never a
 /// panic or a missing section.
-fn svg<F>(size: (u32, u32), draw: F) -> String
+pub(super) fn svg<F>(size: (u32, u32), draw: F) -> String
 where
     F: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), Box<dyn Error>>,
 {
@@ -505,7 +505,7 @@ fn percentile_label(x: f64) -> String {
 
 /// Key points of a log axis from `lo` to `hi`: 1-2-5 per decade, or 1 per decade when the
 /// range spans many decades (so labels never crowd).
-fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+pub(super) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let decades = (hi / lo).log10();
     let steps: &[f64] = if decades > 4.0 {
         &[1.0]
@@ -532,7 +532,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// A padded log range around `values` (all > 0).
-fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(super) fn log_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| *v > 0.0 && v.is_finite())
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
@@ -929,7 +929,7 @@ fn series_labels<'a, 'b: 'a, X: Ranged, Y: Ranged>(
 
 /// The corner of a plot where the legend hides the fewest line samples. `lines` are (label,
 /// points normalised to 0..1 on both axes, y up); `plot` is the plotting area in pixels.
-fn legend_corner<'a>(
+pub(super) fn legend_corner<'a>(
     lines: impl Iterator<Item = (&'a str, Vec<(f64, f64)>)>,
     plot: (u32, u32),
 ) -> SeriesLabelPosition {
@@ -1261,7 +1261,7 @@ fn metadata_section(out: &mut String, runs: &[LoadedRun]) {
     }
 }
 
-fn swatch(c: RGBColor) -> String {
+pub(super) fn swatch(c: RGBColor) -> String {
     format!(
         "<span class=\"sw\" style=\"background:#{:02x}{:02x}{:02x}\"></span>",
         c.0, c.1, c.2
@@ -1269,7 +1269,7 @@ fn swatch(c: RGBColor) -> String {
 }
 
 /// Escape text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -1292,7 +1292,7 @@ fn anchor(s: &str) -> String {
 }
 
 /// A number with three significant digits at most, no exponent: 0.0123, 4.56, 78.9, 1234.
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     if !v.is_finite() {
         return "–".into();
     }
@@ -1315,7 +1315,7 @@ fn num(v: f64) -> String {
 }
 
 /// A large number with `k`/`M`: 950, 12k, 1.5M (axis labels and bar ends).
-fn si(v: f64) -> String {
+pub(super) fn si(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
         format!("{}M", num(v / 1e6))

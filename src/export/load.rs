@@ -79,6 +79,21 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedRun> {
     }
 }
 
+/// What `compare` reads: a run (a run folder, summary or result file) or a sweep.
+#[derive(Clone, Debug)]
+pub enum Loaded {
+    Run(LoadedRun),
+    Sweep(super::sweep::LoadedSweep),
+}
+
+/// Load a sweep folder (or its `summary.json`) as a sweep, anything else as [`load`] does.
+pub fn load_any(path: &Path) -> anyhow::Result<Loaded> {
+    if super::sweep::summary_path(path).is_some() {
+        return super::sweep::load(path).map(Loaded::Sweep);
+    }
+    load(path).map(Loaded::Run)
+}
+
 /// A `summary.json` and the histograms of its points, files relative to `folder`.
 fn load_summary(summary_path: &Path, folder: &Path) -> anyhow::Result<LoadedRun> {
     let summary = Summary::read(summary_path)?;

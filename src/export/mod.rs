@@ -10,9 +10,10 @@ pub mod html;
 use std::path::PathBuf;
 
 mod load;
+pub mod sweep;
 pub mod table;
 
-pub use load::load;
+pub use load::{Loaded, load, load_any};
 
 use crate::record::{Histograms, Summary};
 

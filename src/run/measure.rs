@@ -78,6 +78,16 @@ pub fn serve_args(config: &ServeConfig) -> Vec<String> {
 
 /// Run one job. `progress` receives the generator's live view.
 pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
+    measure_with(job, &|_| {}, progress)
+}
+
+/// [`measure`], with `shape` adjusting the generator's options (built from the job) before they
+/// are validated: `sweep` adds idle connections this way.
+pub fn measure_with(
+    job: &Job,
+    shape: &dyn Fn(&mut Options),
+    progress: &dyn Fn(&Progress),
+) -> Outcome {
     let mut child =
         match ServeChild::spawn(job.exe, job.model, &serve_args(job.serve), CHILD_TIMEOUT) {
             Ok(c) => c,
@@ -93,6 +103,7 @@ pub fn measure(job: &Job, progress: &dyn Fn(&Progress)) -> Outcome {
     o.cpus = job.client_cpus.map(<[usize]>::to_vec);
     o.threads = job.client_cpus.map_or(1, <[usize]>::len).min(p.connections);
     o.busy_poll = p.busy_poll;
+    shape(&mut o);
     let workload = match o.validate() {
         Ok(w) => w,
         Err(e) => return Outcome::failed(format!("invalid workload: {e}")),

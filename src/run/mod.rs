@@ -6,9 +6,9 @@
 //! matrix: [`plan`] says what and in which order, [`measure`] does one point against a `serve`
 //! child, [`output`] writes it down at once. It deliberately computes no figure itself.
 
-mod measure;
-mod output;
-mod plan;
+pub(crate) mod measure;
+pub(crate) mod output;
+pub(crate) mod plan;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -88,9 +88,12 @@ fn usable_cpus() -> Vec<usize> {
     ids
 }
 
-fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
-    let models: Vec<Model> = if a.models.iter().any(|m| m == "all") {
-        if a.models.len() > 1 {
+/// The models of `--models` (names, or `all`: every model available here), in the order
+/// given, without repeats. Errors (one line, the user's to fix): `all` mixed with names, an
+/// unknown or unavailable model, no model at all.
+pub(crate) fn select_models(names: &[String]) -> anyhow::Result<Vec<Model>> {
+    let models: Vec<Model> = if names.iter().any(|m| m == "all") {
+        if names.len() > 1 {
             return Err(anyhow!(
                 "--models all cannot be combined with names: give `all` or a list"
             ));
@@ -98,7 +101,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         Model::available().collect()
     } else {
         let mut v = Vec::new();
-        for name in &a.models {
+        for name in names {
             let m: Model = name.parse().map_err(|e: String| anyhow!(e))?;
             if let Err(u) = m.availability() {
                 return Err(anyhow!(
@@ -115,6 +118,11 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
     if models.is_empty() {
         return Err(anyhow!("no model to measure: give --models NAME[,NAME...]"));
     }
+    Ok(models)
+}
+
+fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
+    let models = select_models(&a.models)?;
     let points = match &a.points {
         Some(names) => plan::select_points(names).map_err(|e| anyhow!(e))?,
         None => plan::POINTS.to_vec(),
@@ -126,7 +134,26 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         return Err(anyhow!("-t/--duration must be longer than 0 s (e.g. 3s)"));
     }
     let timing = Timing::new(a.quick, a.rounds, a.duration, a.warmup);
+    let (server_cpus, client_cpus, warnings) =
+        pinning(a.server_cpus.as_ref(), a.client_cpus.as_ref())?;
+    Ok(Setup {
+        models,
+        points,
+        timing,
+        serve: ServeConfig::defaults(server_cpus),
+        client_cpus,
+        warnings,
+        explain: !a.no_explain,
+    })
+}
 
+/// Server and generator CPUs from `--server-cpus` and `--client-cpus` (each checked against the
+/// CPUs this process may use), defaults filled in (the first usable CPU for the server, the
+/// others for the generator), and the warnings to record (not pinned, shared CPUs).
+pub(crate) fn pinning(
+    server: Option<&CpuList>,
+    client: Option<&CpuList>,
+) -> anyhow::Result<Pinning> {
     let usable = usable_cpus();
     let check = |flag: &str, list: &CpuList| -> anyhow::Result<Vec<usize>> {
         match list.0.iter().find(|c| !usable.contains(c)) {
@@ -142,16 +169,8 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         }
     };
     let mut warnings = Vec::new();
-    let server_cpus = a
-        .server_cpus
-        .as_ref()
-        .map(|l| check("--server-cpus", l))
-        .transpose()?;
-    let client_cpus = a
-        .client_cpus
-        .as_ref()
-        .map(|l| check("--client-cpus", l))
-        .transpose()?;
+    let server_cpus = server.map(|l| check("--server-cpus", l)).transpose()?;
+    let client_cpus = client.map(|l| check("--client-cpus", l)).transpose()?;
     let (server_cpus, client_cpus) = match (server_cpus, client_cpus) {
         (None, None) if usable.len() >= 2 => (Some(vec![usable[0]]), Some(usable[1..].to_vec())),
         (None, None) => {
@@ -178,35 +197,32 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
             "the server and the generator share CPUs: each disturbs the other's figures".into(),
         );
     }
-    Ok(Setup {
-        models,
-        points,
-        timing,
-        serve: ServeConfig::defaults(server_cpus),
-        client_cpus,
-        warnings,
-        explain: !a.no_explain,
-    })
+    Ok((server_cpus, client_cpus, warnings))
 }
 
+/// Server CPUs, generator CPUs (each null: unpinned), and warnings about them.
+pub(crate) type Pinning = (Option<Vec<usize>>, Option<Vec<usize>>, Vec<String>);
+
 /// `1 model`, `3 models`.
-fn count(n: usize, what: &str) -> String {
+pub(crate) fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-fn now_rfc3339() -> String {
+/// Now, RFC 3339 UTC to the second.
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 /// The live view: a bar on a terminal, otherwise one line per finished measurement (stderr).
-struct Bar {
+pub(crate) struct Bar {
     bar: Option<indicatif::ProgressBar>,
     total: usize,
     done: usize,
 }
 
 impl Bar {
-    fn new(total: usize) -> Self {
+    /// A bar over `total` measurements.
+    pub(crate) fn new(total: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(total as u64);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -225,13 +241,14 @@ impl Bar {
     }
 
     /// A new measurement begins: no figures yet (the last point's would be stale).
-    fn starting(&self, what: &str) {
+    pub(crate) fn starting(&self, what: &str) {
         if let Some(b) = &self.bar {
             b.set_message(format!("{what}  starting the server"));
         }
     }
 
-    fn live(&self, what: &str, p: &loadgen::Progress) {
+    /// The generator's live view of the current measurement.
+    pub(crate) fn live(&self, what: &str, p: &loadgen::Progress) {
         if let Some(b) = &self.bar {
             b.set_message(format!(
                 "{what}  {} {:>8.0} req/s  p99 {:>8.1} µs",
@@ -246,7 +263,8 @@ impl Bar {
         }
     }
 
-    fn finished(&mut self, what: &str, outcome: &str) {
+    /// One measurement done (or skipped): the bar moves on and `outcome` is printed above it.
+    pub(crate) fn finished(&mut self, what: &str, outcome: &str) {
         self.done += 1;
         match &self.bar {
             Some(b) => {
@@ -257,7 +275,8 @@ impl Bar {
         }
     }
 
-    fn clear(&self) {
+    /// Remove the bar (the lines printed above it stay).
+    pub(crate) fn clear(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

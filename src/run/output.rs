@@ -41,30 +41,38 @@ pub fn default_dir(started: &str) -> PathBuf {
     ))
 }
 
+/// Make `dir` the new, empty folder of a run or a sweep: it must not be a file nor a folder
+/// with anything in it, and it is created (with its parents) if missing. Errors are one line
+/// with the fix.
+pub fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_file() {
+        return Err(anyhow!(
+            "--out {} is a file: give a folder that does not exist yet",
+            dir.display()
+        ));
+    }
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        return Err(anyhow!(
+            "--out {} is not empty: give a new folder (or remove this one)",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow!(
+            "cannot create {}: {e}; give a writable --out folder",
+            dir.display()
+        )
+    })?;
+    Ok(())
+}
+
 impl Output {
     /// Create the folder (it must not exist or be empty) and write the first `summary.json`,
     /// which proves it writable before anything is measured. Errors are one line with the fix.
     pub fn create(dir: PathBuf, summary: Summary) -> anyhow::Result<Self> {
-        if dir.is_file() {
-            return Err(anyhow!(
-                "--out {} is a file: give a folder that does not exist yet",
-                dir.display()
-            ));
-        }
-        if let Ok(mut entries) = std::fs::read_dir(&dir)
-            && entries.next().is_some()
-        {
-            return Err(anyhow!(
-                "--out {} is not empty: give a new folder (or remove this one)",
-                dir.display()
-            ));
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            anyhow!(
-                "cannot create {}: {e}; give a writable --out folder",
-                dir.display()
-            )
-        })?;
+        prepare_dir(&dir)?;
         let out = Self {
             dir,
             summary,

@@ -87,6 +87,7 @@ mod select {
     crate::models::unsupported!(
         "select: the Windows port (Winsock select with a larger fd_set) is not built yet"
     );
+    pub(crate) const DESCRIPTOR_LIMIT: Option<usize> = None;
 }
 
 /// Declares a stand-in module for a model that does not exist on this platform.
@@ -398,6 +399,18 @@ impl Model {
         match self.entry().busy_poll {
             BusyPoll::Supported => Ok(()),
             BusyPoll::Refused(reason) => Err(reason),
+        }
+    }
+
+    /// The model's own ceiling on descriptor numbers, if it has one: `select` cannot watch a
+    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS), so a server process that
+    /// needs that many descriptors (its connections plus the few it holds itself: standard
+    /// streams, listener, wake-up) refuses the connections past it. `None`: only the process's
+    /// open-file limit applies. A sweep reads this to skip a step the model cannot serve.
+    pub fn descriptor_limit(self) -> Option<usize> {
+        match self {
+            Model::Select => select::DESCRIPTOR_LIMIT,
+            _ => None,
         }
     }
 

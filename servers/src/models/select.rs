@@ -16,6 +16,11 @@ use crate::sys::RawSock;
 
 use super::level::{self, Backend};
 
+/// Descriptors at or above this cannot be in an `fd_set` ([`Model::descriptor_limit`]).
+///
+/// [`Model::descriptor_limit`]: crate::Model::descriptor_limit
+pub(crate) const DESCRIPTOR_LIMIT: Option<usize> = Some(libc::FD_SETSIZE);
+
 pub(crate) fn availability() -> Result<(), String> {
     Ok(())
 }
