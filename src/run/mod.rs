@@ -77,6 +77,33 @@ struct Setup {
     explain: bool,
 }
 
+impl Setup {
+    /// One measurement of `model` at `point` with this run's server and generator settings.
+    #[allow(clippy::too_many_arguments)]
+    fn job<'a>(
+        &'a self,
+        exe: &'a std::path::Path,
+        model: &'a str,
+        point: Point,
+        rate: Option<f64>,
+        timing: Timing,
+        explain: bool,
+        stop: &'a loadgen::Stop,
+    ) -> Job<'a> {
+        Job {
+            exe,
+            model,
+            point,
+            rate,
+            timing,
+            serve: &self.serve,
+            client_cpus: self.client_cpus.as_deref(),
+            explain,
+            stop,
+        }
+    }
+}
+
 /// CPU ids this process may run on, in order.
 fn usable_cpus() -> Vec<usize> {
     let mut ids: Vec<usize> = core_affinity::get_core_ids()
@@ -425,18 +452,8 @@ fn measure_all(
                         },
                     },
                 };
-                let job = Job {
-                    exe,
-                    model,
-                    point: *point,
-                    rate,
-                    timing: setup.timing,
-                    serve: &setup.serve,
-                    client_cpus: setup.client_cpus.as_deref(),
-                    // Counted in a pass of their own (below): the counters cost server CPU.
-                    explain: false,
-                    stop,
-                };
+                // Kernel counts come from a pass of their own (below): they cost server CPU.
+                let job = setup.job(exe, model, *point, rate, setup.timing, false, stop);
                 bar.starting(&what);
                 let outcome = measure(&job, &|p| bar.live(&what, p));
                 let line = match (&outcome.result, &outcome.failure) {
@@ -506,17 +523,7 @@ fn explain_pass(
                     }
                 },
             };
-            let job = Job {
-                exe,
-                model,
-                point: *point,
-                rate,
-                timing,
-                serve: &setup.serve,
-                client_cpus: setup.client_cpus.as_deref(),
-                explain: true,
-                stop,
-            };
+            let job = setup.job(exe, model, *point, rate, timing, true, stop);
             bar.starting(&what);
             let outcome = measure(&job, &|p| bar.live(&what, p));
             match (outcome.result, outcome.failure) {
@@ -554,22 +561,12 @@ fn calibrate(
         .find(|p| p.name == "throughput")
         .copied()
         .ok_or("no throughput point")?;
-    let job = Job {
-        exe,
-        model,
-        point,
-        rate: None,
-        timing: Timing {
-            rounds: 1,
-            duration: Duration::from_secs(1),
-            warmup: Duration::from_millis(250),
-        },
-        serve: &setup.serve,
-        client_cpus: setup.client_cpus.as_deref(),
-        // Only its rate is kept: counting would be work for nothing.
-        explain: false,
-        stop,
+    let timing = Timing {
+        rounds: 1,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(250),
     };
+    let job = setup.job(exe, model, point, None, timing, false, stop);
     let o = measure(&job, &|_| {});
     match (o.result, o.failure) {
         (Some(r), None) if r.report.throughput_rps > 0.0 => Ok(r.report.throughput_rps),

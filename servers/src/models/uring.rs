@@ -552,21 +552,14 @@ impl EventFd {
 /// One busy-polling turn (`serve --busy-poll`), shared by both io_uring models: push the
 /// backlog, then enter the kernel only if there is something for it to do (entries to submit,
 /// deferred task work flagged in the SQ ring under `DEFER_TASKRUN`, a completion queue
-/// overflow); otherwise the turn is a peek at the completion queue in
-/// shared memory, no system call. Without `DEFER_TASKRUN` the kernel runs completions' task
-/// work by interrupting the spinning thread, so they appear in the queue on their own.
+/// overflow); otherwise the turn is a peek at the completion queue in shared memory, no system
+/// call. Without `DEFER_TASKRUN` the kernel runs completions' task work by interrupting the
+/// spinning thread, so they appear in the queue on their own.
 pub(super) fn poll_once(
     ring: &mut IoUring,
     backlog: &mut VecDeque<squeue::Entry>,
 ) -> io::Result<()> {
-    while let Some(entry) = backlog.pop_front() {
-        // SAFETY: as in `enter`: every entry's memory is owned by the calling loop and
-        // outlives the operation.
-        if unsafe { ring.submission().push(&entry) }.is_err() {
-            backlog.push_front(entry);
-            break;
-        }
-    }
+    push_backlog(ring, backlog);
     let sq = ring.submission();
     // An SQPOLL thread asleep matters only with entries to submit (`submit` wakes it then).
     let idle = sq.is_empty() && !sq.taskrun() && !sq.cq_overflow();
@@ -574,18 +567,7 @@ pub(super) fn poll_once(
     if idle {
         return Ok(());
     }
-    match ring.submit() {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    benign(ring.submit())
 }
 
 /// One turn's `io_uring_enter`, shared by both io_uring models: push what the backlog holds
@@ -597,6 +579,13 @@ pub(super) fn enter(
     backlog: &mut VecDeque<squeue::Entry>,
     want: usize,
 ) -> io::Result<()> {
+    push_backlog(ring, backlog);
+    let want = if backlog.is_empty() { want } else { 0 };
+    benign(ring.submit_and_wait(want))
+}
+
+/// Moves what the backlog holds into the submission queue, as far as it has room.
+fn push_backlog(ring: &mut IoUring, backlog: &mut VecDeque<squeue::Entry>) {
     while let Some(entry) = backlog.pop_front() {
         // SAFETY: every entry's memory (buffers, timespec) is owned by the calling loop and
         // outlives the operation: see each model's `push`.
@@ -605,10 +594,13 @@ pub(super) fn enter(
             break;
         }
     }
-    let want = if backlog.is_empty() { want } else { 0 };
-    match ring.submit_and_wait(want) {
+}
+
+/// A submit's result, with the errors that only mean "reap and go on" (a signal, or
+/// completions to reap before the kernel takes more) turned into success.
+fn benign(r: io::Result<usize>) -> io::Result<()> {
+    match r {
         Ok(_) => Ok(()),
-        // A signal, or completions to reap before the kernel takes more: reap and go on.
         Err(e)
             if matches!(
                 e.raw_os_error(),
