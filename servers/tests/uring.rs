@@ -236,7 +236,9 @@ fn each_io_uring_option_echoes_and_is_recorded() {
         defer_taskrun: false,
         ..UringOptions::default()
     };
-    let cases: &[(Model, UringOptions, &[(&str, &str)])] = &[
+    // A model, its options, and the settings they must be recorded as.
+    type Case<'a> = (Model, UringOptions, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         (Model::Uring, sqpoll, &[("sqpoll", "50 ms idle")]),
         (
             Model::UringMultishot,
