@@ -112,9 +112,13 @@ impl Probe {
             kind: Kind::ContextSwitches,
             core: true,
         });
+        // `sched_waking`, not `sched_wakeup`: a wake-up of a task on another CPU is queued to
+        // that CPU (TTWU_QUEUE) and `sched_wakeup` fires there, in whatever runs there, so a
+        // per-thread counter read ≈ 0 whenever server and generator run on different CPUs
+        // (run's default); `sched_waking` fires in the waker's own context, always.
         wanted.push(core(
-            "sched:sched_wakeup",
-            tp("sched", "sched_wakeup"),
+            "sched:sched_waking",
+            tp("sched", "sched_waking"),
             Kind::Wakeups,
         )?);
         wanted.push(core(

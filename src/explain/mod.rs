@@ -83,7 +83,7 @@ pub struct Counts {
     pub voluntary_context_switches: Option<u64>,
     /// Switches where it was preempted (`nonvoluntary_ctxt_switches`, same threads).
     pub involuntary_context_switches: Option<u64>,
-    /// Wake-ups the process's threads performed (`sched:sched_wakeup` + `sched:sched_wakeup_new`
+    /// Wake-ups the process's threads performed (`sched:sched_waking` + `sched:sched_wakeup_new`
     /// fired while one of its threads was on the CPU: a task, possibly of another process, made
     /// runnable by this process's work, including softirq work done in its context such as the
     /// loopback delivery of a send).

@@ -256,13 +256,26 @@ fn rows(runs: &[LoadedRun]) -> Vec<Row<'_>> {
     out
 }
 
+/// The four figures of one side; the last is its top calls and, for an io_uring process, the
+/// work io_uring did per request without a system call of its own (so a model making 0.07
+/// calls per request is not read as doing nothing).
 fn cells(s: Option<&Side>) -> [String; 4] {
     match s {
         Some(s) => [
             format!("{:.2}", s.syscalls_per_request),
             format!("{:.3}", s.context_switches_per_request),
             format!("{:.3}", s.wakeups_per_request),
-            top_calls(s),
+            match &s.io_uring {
+                Some(u) => format!(
+                    "{}; io_uring: {:.2} submitted, {:.2} task-work runs, {:.2} poll arms, {:.3} io-wq punts",
+                    top_calls(s),
+                    u.submit_req,
+                    u.task_work_run + u.local_work_run,
+                    u.poll_arm,
+                    u.queue_async_work
+                ),
+                None => top_calls(s),
+            },
         ],
         None => ["–".into(), "–".into(), "–".into(), "–".into()],
     }
@@ -304,13 +317,13 @@ pub fn table(runs: &[LoadedRun], markdown: bool) -> String {
         header.extend([
             "model",
             "server syscalls/req",
-            "ctx switches/req",
-            "wake-ups/req",
-            "top calls",
+            "server ctx sw/req",
+            "server wake-ups/req",
+            "server top calls (+ io_uring work)",
             "client syscalls/req",
-            "ctx switches/req",
-            "wake-ups/req",
-            "top calls",
+            "client ctx sw/req",
+            "client wake-ups/req",
+            "client top calls",
         ]);
         t.set_header(header);
         for r in rows.iter().filter(|r| r.point == point) {
@@ -391,7 +404,8 @@ pub fn html_section(runs: &[LoadedRun]) -> String {
     }
     let mut out = String::from(
         "<h2 id=\"explain\">Why: kernel counts per request</h2>\n<p class=\"what\">Counted \
-         from kernel tracepoints over each point's measured window (median round) and divided \
+         from kernel tracepoints in a measurement of its own after the rounds (the counters \
+         cost CPU, so the rounds ran without them), over its measured window and divided \
          by its requests: system calls by name (<code>syscalls:sys_enter_*</code>; grey is every \
          other call, from <code>raw_syscalls:sys_enter</code>), context switches (switched out, \
          voluntarily or preempted). Fewer of each is less kernel work per request; a context \
@@ -423,9 +437,10 @@ pub fn html_section(runs: &[LoadedRun]) -> String {
                 svg(&sides)
             );
             out.push_str(
-                "<table><tr><th>model</th><th>server syscalls/req</th><th>ctx switches/req</th>\
-                 <th>wake-ups/req</th><th>top calls</th><th>client syscalls/req</th>\
-                 <th>ctx switches/req</th><th>wake-ups/req</th></tr>\n",
+                "<table><tr><th>model</th><th>server syscalls/req</th><th>server ctx switches/req</th>\
+                 <th>server wake-ups/req</th><th>server top calls (+ io_uring work)</th>\
+                 <th>client syscalls/req</th><th>client ctx switches/req</th>\
+                 <th>client wake-ups/req</th></tr>\n",
             );
             for m in &r.summary.models {
                 let Some(e) = r.explains.get(&(m.model.clone(), spec.name.clone())) else {

@@ -37,7 +37,7 @@ pub struct RunArgs {
     /// [default: all].
     #[arg(long, value_delimiter = ',')]
     points: Option<Vec<String>>,
-    /// One short round (1 s per point after 250 ms warm-up): about a minute for 8 models.
+    /// One short round (1 s per point after 250 ms warm-up) and the kernel-count pass: about 2 min for 10 models.
     #[arg(long)]
     quick: bool,
     /// Rounds; models alternate their order each round [default: 3; with --quick 1].
