@@ -318,19 +318,8 @@ impl Loop {
     /// connection's buffer held by `completion` (lent, leaked if dropped early), the wake-up
     /// buffer (lent), the boxed timespec (read at submission) or no memory at all.
     fn push(&mut self, entry: squeue::Entry) {
-        if !self.backlog.is_empty() {
-            self.backlog.push_back(entry);
-            return;
-        }
         // SAFETY: the entry's memory outlives the operation (see above).
-        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-            return;
-        }
-        let _ = self.ring.submit();
-        // SAFETY: as above.
-        if unsafe { self.ring.submission().push(&entry) }.is_err() {
-            self.backlog.push_back(entry);
-        }
+        unsafe { queue(&mut self.ring, &mut self.backlog, entry) }
     }
 
     fn arm_accept(&mut self) {
@@ -582,6 +571,32 @@ pub(super) fn enter(
     push_backlog(ring, backlog);
     let want = if backlog.is_empty() { want } else { 0 };
     benign(ring.submit_and_wait(want))
+}
+
+/// Queues one operation for either io_uring model: behind the backlog if there is one; when
+/// the submission queue is full, submits what it holds first, and if the kernel takes none (its
+/// completion queue overflowing) keeps the entry for the next turn instead of spinning.
+///
+/// # Safety
+/// Every buffer or other memory `entry` points to stays valid until its completion is reaped.
+pub(super) unsafe fn queue(
+    ring: &mut IoUring,
+    backlog: &mut VecDeque<squeue::Entry>,
+    entry: squeue::Entry,
+) {
+    if !backlog.is_empty() {
+        backlog.push_back(entry);
+        return;
+    }
+    // SAFETY: the caller keeps the entry's memory valid until its completion.
+    if unsafe { ring.submission().push(&entry) }.is_ok() {
+        return;
+    }
+    let _ = ring.submit();
+    // SAFETY: as above.
+    if unsafe { ring.submission().push(&entry) }.is_err() {
+        backlog.push_back(entry);
+    }
 }
 
 /// Moves what the backlog holds into the submission queue, as far as it has room.

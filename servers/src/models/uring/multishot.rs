@@ -348,19 +348,8 @@ impl Loop {
     /// ring buffers are returned only after their send completed and freed only after the
     /// drain; the wake-up buffer is lent; the timespec is read at submission.
     fn push(&mut self, entry: squeue::Entry) {
-        if !self.backlog.is_empty() {
-            self.backlog.push_back(entry);
-            return;
-        }
         // SAFETY: the entry's memory outlives the operation (see above).
-        if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-            return;
-        }
-        let _ = self.ring.submit();
-        // SAFETY: as above.
-        if unsafe { self.ring.submission().push(&entry) }.is_err() {
-            self.backlog.push_back(entry);
-        }
+        unsafe { super::queue(&mut self.ring, &mut self.backlog, entry) }
     }
 
     fn arm_accept(&mut self) {
