@@ -384,31 +384,51 @@ pub fn run(args: RunArgs) -> CliResult {
     bar.clear();
     let interrupted = stop.is_stopped();
     let finished = out.finish(now_rfc3339(), interrupted);
-    if let Err(e) = written.and(finished) {
+    end_line("run", written.and(finished), out.dir(), t0, interrupted)?;
+    finish_outputs(&out)?;
+    Ok(exit_code(
+        interrupted,
+        out.summary().failed_models().next().is_some(),
+    ))
+}
+
+/// The end of a measuring command (`run`, `sweep`): a failed write becomes one line that says
+/// the files already written are valid; otherwise the "done in" (or "interrupted after") line.
+pub(crate) fn end_line(
+    command: &str,
+    written: std::io::Result<()>,
+    dir: &std::path::Path,
+    t0: Instant,
+    interrupted: bool,
+) -> Result<(), CliError> {
+    if let Err(e) = written {
         return Err(CliError::runtime(anyhow!(
             "cannot write the results in {}: {e}; measuring stopped, the files already written are valid",
-            out.dir().display()
+            dir.display()
         )));
     }
     eprintln!(
-        "iomodels run: {} {:.0} s; results in {}",
+        "iomodels {command}: {} {:.0} s; results in {}",
         if interrupted {
             "interrupted after"
         } else {
             "done in"
         },
         t0.elapsed().as_secs_f64(),
-        out.dir().display()
+        dir.display()
     );
-    finish_outputs(&out)?;
+    Ok(())
+}
 
+/// A measuring command's exit code: 130 when interrupted, 3 when something failed, else 0.
+pub(crate) fn exit_code(interrupted: bool, failed: bool) -> ExitCode {
     if interrupted {
-        return Ok(ExitCode::from(exit::INTERRUPTED));
+        ExitCode::from(exit::INTERRUPTED)
+    } else if failed {
+        ExitCode::from(exit::SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
-    if out.summary().failed_models().next().is_some() {
-        return Ok(ExitCode::from(exit::SOME_FAILED));
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The matrix: rounds, then points, then models in the round's order. Returns early (with the

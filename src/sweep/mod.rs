@@ -16,7 +16,6 @@ mod plan;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -27,7 +26,7 @@ use iomodels::record::sweep::{
 };
 use servers::Model;
 
-use crate::exit::{self, CliError, CliResult};
+use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
 use crate::run::{Bar, count, now_rfc3339, pinning, select_models};
 use crate::units::{CpuList, parse_cpus, parse_duration};
@@ -269,30 +268,12 @@ pub fn run(args: SweepArgs) -> CliResult {
     bar.clear();
     let interrupted = stop.is_stopped();
     let finished = out.finish(now_rfc3339(), interrupted);
-    if let Err(e) = written.and(finished) {
-        return Err(CliError::runtime(anyhow!(
-            "cannot write the results in {}: {e}; measuring stopped, the files already written are valid",
-            out.dir().display()
-        )));
-    }
-    eprintln!(
-        "iomodels sweep: {} {:.0} s; results in {}",
-        if interrupted {
-            "interrupted after"
-        } else {
-            "done in"
-        },
-        t0.elapsed().as_secs_f64(),
-        out.dir().display()
-    );
+    crate::run::end_line("sweep", written.and(finished), out.dir(), t0, interrupted)?;
     finish_outputs(&out)?;
-    if interrupted {
-        return Ok(ExitCode::from(exit::INTERRUPTED));
-    }
-    if out.summary().any_failed() {
-        return Ok(ExitCode::from(exit::SOME_FAILED));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(crate::run::exit_code(
+        interrupted,
+        out.summary().any_failed(),
+    ))
 }
 
 /// The step's record before measuring: its name and shape.
