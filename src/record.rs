@@ -17,6 +17,36 @@ use servers::ServerStats;
 
 pub mod sweep;
 
+/// A record as its JSON document: pretty-printed, with a final newline. Plain data with string
+/// keys, so serialisation cannot fail.
+fn pretty_json(value: &impl Serialize) -> String {
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Read a JSON document of `kind` ("summary", "sweep summary") whose `schema` must be `schema`;
+/// errors are one line naming the file and what is wrong with it.
+fn read_with_schema<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &str,
+    schema: &str,
+    schema_of: impl Fn(&T) -> &str,
+) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: T = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an iomodels {kind}", path.display()))?;
+    if schema_of(&doc) != schema {
+        return Err(anyhow!(
+            "{} has schema {:?}; this iomodels reads {schema:?}",
+            path.display(),
+            schema_of(&doc)
+        ));
+    }
+    Ok(doc)
+}
+
 /// The schema of `summary.json`; bump it (and `results/README.md`) when a key changes meaning.
 pub const SUMMARY_SCHEMA: &str = "iomodels.summary/1";
 
@@ -90,10 +120,7 @@ impl PointResult {
 
     /// The JSON document, pretty-printed, with a final newline.
     pub fn to_json(&self) -> String {
-        // Plain data with string keys: serialisation cannot fail.
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        pretty_json(self)
     }
 
     /// Write the JSON atomically.
@@ -354,25 +381,12 @@ pub struct Summary {
 impl Summary {
     /// Read a `summary.json`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let s: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not an iomodels summary", path.display()))?;
-        if s.schema != SUMMARY_SCHEMA {
-            return Err(anyhow!(
-                "{} has schema {:?}; this iomodels reads {SUMMARY_SCHEMA:?}",
-                path.display(),
-                s.schema
-            ));
-        }
-        Ok(s)
+        read_with_schema(path, "summary", SUMMARY_SCHEMA, |s: &Self| &s.schema)
     }
 
     /// The JSON document, pretty-printed, with a final newline.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        pretty_json(self)
     }
 
     /// Write the JSON atomically.

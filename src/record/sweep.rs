@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
 use loadgen::Host;
 use serde::{Deserialize, Serialize};
 
@@ -237,26 +236,12 @@ pub struct SweepSummary {
 impl SweepSummary {
     /// Read a sweep's `summary.json`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let s: Self = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not an iomodels sweep summary", path.display()))?;
-        if s.schema != SWEEP_SCHEMA {
-            return Err(anyhow!(
-                "{} has schema {:?}; this iomodels reads {SWEEP_SCHEMA:?}",
-                path.display(),
-                s.schema
-            ));
-        }
-        Ok(s)
+        super::read_with_schema(path, "sweep summary", SWEEP_SCHEMA, |s: &Self| &s.schema)
     }
 
     /// The JSON document, pretty-printed, with a final newline.
     pub fn to_json(&self) -> String {
-        // Plain data with string keys: serialisation cannot fail.
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        super::pretty_json(self)
     }
 
     /// Write the JSON atomically.
