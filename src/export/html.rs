@@ -1327,7 +1327,7 @@ pub(super) fn si(v: f64) -> String {
 }
 
 /// A whole number with thousands separators: 12,345.
-fn grouped(v: f64) -> String {
+pub(super) fn grouped(v: f64) -> String {
     if !v.is_finite() {
         return "–".into();
     }

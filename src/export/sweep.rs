@@ -23,7 +23,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::html::{
-    CSS, FONT, HALF, PALETTE, WIDE, esc, legend_corner, log_range, log_ticks, num, si, svg, swatch,
+    CSS, FONT, HALF, PALETTE, WIDE, esc, grouped, legend_corner, log_range, log_ticks, num, si,
+    svg, swatch,
 };
 use super::table::Format;
 use crate::record::sweep::{SWEEP_SCHEMA, Step, SweepKind, SweepModel, SweepSummary};
@@ -340,25 +341,6 @@ fn json(sweeps: &[LoadedSweep]) -> String {
     let mut s = serde_json::to_string_pretty(&all).unwrap_or_default();
     s.push('\n');
     s
-}
-
-/// A whole number with thousands separators: 12,345.
-fn grouped(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    let digits = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if v < 0.0 && digits != "0" {
-        out.insert(0, '-');
-    }
-    out
 }
 
 /// One model's curve on a chart.
