@@ -55,12 +55,12 @@ pub fn run(args: &CompareArgs) -> CliResult {
             Loaded::Sweep(s) => sweeps.push(s),
         }
     }
-    if args.html.is_some() && !runs.is_empty() && !sweeps.is_empty() {
+    let stdout = std::io::stdout();
+    if args.explain && runs.is_empty() {
         return Err(CliError::usage(anyhow!(
-            "--html draws runs or sweeps, not both at once: compare them in two commands"
+            "--explain: a sweep's steps are measured without kernel counters (they cost server CPU); give a run folder, or count one step with `iomodels load --explain`"
         )));
     }
-    let stdout = std::io::stdout();
     if args.explain && args.format == Format::Csv {
         return Err(CliError::usage(anyhow!(
             "--explain: CSV has one row shape and the kernel counts do not fit it; use --format json, table or markdown"
@@ -79,18 +79,20 @@ pub fn run(args: &CompareArgs) -> CliResult {
         }
     }
     if !sweeps.is_empty() {
-        text.push_str(&iomodels::export::sweep::table(&sweeps, args.format));
+        let t = iomodels::export::sweep::table(&sweeps, args.format, args.baseline.as_deref())
+            .map_err(CliError::usage)?;
+        text.push_str(&t);
     }
     // A closed stdout (`| head`) is not an error.
     let _ = stdout.lock().write_all(text.as_bytes());
     if let Some(path) = &args.html {
-        if sweeps.is_empty() {
-            write_html(path, &runs)?;
+        let html = if runs.is_empty() {
+            iomodels::export::sweep::html(&sweeps)
         } else {
-            let html = iomodels::export::sweep::html(&sweeps);
-            loadgen::write_atomically(path, html.as_bytes())
-                .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
-        }
+            iomodels::export::html::render_with(&runs, &sweeps)
+        };
+        loadgen::write_atomically(path, html.as_bytes())
+            .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
     }
     Ok(ExitCode::SUCCESS)
 }

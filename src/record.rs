@@ -30,18 +30,19 @@ fn pretty_json(value: &impl Serialize) -> String {
 fn read_with_schema<T: serde::de::DeserializeOwned>(
     path: &Path,
     kind: &str,
-    schema: &str,
+    schemas: &[&str],
     schema_of: impl Fn(&T) -> &str,
 ) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let doc: T = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an iomodels {kind}", path.display()))?;
-    if schema_of(&doc) != schema {
+    if !schemas.contains(&schema_of(&doc)) {
         return Err(anyhow!(
-            "{} has schema {:?}; this iomodels reads {schema:?}",
+            "{} has schema {:?}; this iomodels reads {}",
             path.display(),
-            schema_of(&doc)
+            schema_of(&doc),
+            schemas.join(", ")
         ));
     }
     Ok(doc)
@@ -381,7 +382,7 @@ pub struct Summary {
 impl Summary {
     /// Read a `summary.json`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        read_with_schema(path, "summary", SUMMARY_SCHEMA, |s: &Self| &s.schema)
+        read_with_schema(path, "summary", &[SUMMARY_SCHEMA], |s: &Self| &s.schema)
     }
 
     /// The JSON document, pretty-printed, with a final newline.

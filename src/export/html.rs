@@ -54,6 +54,11 @@ pub(super) const FONT: &str = "sans-serif";
 /// A point no model measured gets no section; a model with no successful point appears only
 /// in the failures list.
 pub fn render(runs: &[LoadedRun]) -> String {
+    render_with(runs, &[])
+}
+
+/// [`render`], with the sections of `sweeps` after the runs' (`compare --html` given both).
+pub fn render_with(runs: &[LoadedRun], sweeps: &[super::sweep::LoadedSweep]) -> String {
     let series = series(runs);
     let points = points(runs);
     let mut out = String::with_capacity(256 * 1024);
@@ -67,6 +72,7 @@ pub fn render(runs: &[LoadedRun]) -> String {
     out.push_str(&super::explain::html_section(runs));
     failures_section(&mut out, runs);
     metadata_section(&mut out, runs);
+    out.push_str(&super::sweep::sections(sweeps));
     out.push_str("</main>\n</body>\n</html>\n");
     out
 }

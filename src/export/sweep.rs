@@ -9,6 +9,7 @@
 //! connections. Deliberately no figure of its own: every number comes from
 //! [`crate::record::sweep`], including the knee.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -90,7 +91,13 @@ fn x_cell(kind: SweepKind, s: &Step) -> String {
             (None, Some(f)) => format!("({:.0} %)", f * 100.0),
             _ => "closed loop".into(),
         },
-        SweepKind::Idle => s.idle.map_or("–".into(), |i| grouped(i as f64)),
+        SweepKind::Idle => match (s.idle, s.idle_held) {
+            (Some(i), Some(h)) if h < i => {
+                format!("{} of {}", grouped(h as f64), grouped(i as f64))
+            }
+            (Some(i), _) => grouped(i as f64),
+            (None, _) => "–".into(),
+        },
         SweepKind::Connections => grouped(s.connections as f64),
     }
 }
@@ -116,7 +123,11 @@ fn note(s: &Step) -> String {
         n.push("interrupted".into());
     }
     if s.saturated {
-        n.push("saturated".into());
+        // The generator's reasons, each starting "saturated: ...": the first says which rule.
+        match s.notes.iter().find(|w| w.starts_with("saturated:")) {
+            Some(why) => n.push(why.clone()),
+            None => n.push("saturated".into()),
+        }
     }
     if let Some(w) = s
         .notes
@@ -149,13 +160,63 @@ fn rows(s: &SweepSummary) -> Vec<(&str, &Step)> {
 
 /// The sweeps as text in `format`: per sweep a table of every model × step (and, for a rate
 /// sweep, a table of the knees); CSV one row per sweep × model × step; JSON
-/// `{"schema": "iomodels.compare-sweep/1", "sweeps": [{label, source, summary}]}`.
-pub fn table(sweeps: &[LoadedSweep], format: Format) -> String {
-    match format {
-        Format::Table | Format::Markdown => text(sweeps, format == Format::Markdown),
-        Format::Csv => csv(sweeps),
-        Format::Json => json(sweeps),
+/// `{"schema": "iomodels.compare-sweep/1", "sweeps": [{label, source, summary, ratios}]}`.
+///
+/// With a `baseline` model every step also shows its throughput and server CPU per request
+/// as ratios to the baseline's at the step of the same name in the same sweep (and the knee
+/// as a ratio of the baseline's knee): columns `req/s ×` and `CPU ×` in a table, `rps_ratio`
+/// and `cpu_ratio` in CSV, `ratios` {model: {step: {rps, cpu}}} in JSON (null without a
+/// baseline). Errors when the baseline is not a model of every sweep.
+pub fn table(
+    sweeps: &[LoadedSweep],
+    format: Format,
+    baseline: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(b) = baseline
+        && let Some(sw) = sweeps.iter().find(|sw| !sw.summary.models.contains_key(b))
+    {
+        return Err(anyhow!(
+            "--baseline {b}: not a model of sweep {} (its models: {})",
+            sw.label,
+            sw.summary.order.join(", ")
+        ));
     }
+    Ok(match format {
+        Format::Table | Format::Markdown => text(sweeps, format == Format::Markdown, baseline),
+        Format::Csv => csv(sweeps, baseline),
+        Format::Json => json(sweeps, baseline),
+    })
+}
+
+/// A step's throughput and server CPU per request as ratios to `baseline`'s step of the same
+/// name (`None` where either side lacks the figure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+struct Ratio {
+    rps: Option<f64>,
+    cpu: Option<f64>,
+}
+
+fn ratio(s: &SweepSummary, baseline: &str, st: &Step) -> Ratio {
+    let Some(b) = s.models.get(baseline) else {
+        return Ratio::default();
+    };
+    let base = b
+        .max
+        .iter()
+        .chain(&b.steps)
+        .find(|x| x.step == st.step && x.is_measured());
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && st.is_measured() => Some(a / b),
+        _ => None,
+    };
+    Ratio {
+        rps: div(st.achieved_rps, base.and_then(|x| x.achieved_rps)),
+        cpu: div(st.server_cpu, base.and_then(|x| x.server_cpu)),
+    }
+}
+
+fn times(v: f64) -> String {
+    format!("{v:.2}×")
 }
 
 fn new_table(markdown: bool) -> Table {
@@ -173,7 +234,7 @@ fn right(s: String) -> Cell {
     Cell::new(s).set_alignment(CellAlignment::Right)
 }
 
-fn text(sweeps: &[LoadedSweep], markdown: bool) -> String {
+fn text(sweeps: &[LoadedSweep], markdown: bool, baseline: Option<&str>) -> String {
     let mut out = String::new();
     for sw in sweeps {
         let s = &sw.summary;
@@ -196,20 +257,25 @@ fn text(sweeps: &[LoadedSweep], markdown: bool) -> String {
             let _ = writeln!(out, "\n{title}");
         }
         let mut t = new_table(markdown);
-        t.set_header(vec![
-            "model",
-            "step",
-            x_header(s.sweep),
-            "req/s",
-            "p50 µs",
-            "p99 µs",
-            "p99.9 µs",
-            "server CPU µs/req",
-            "note",
-        ]);
+        let mut header = vec![
+            "model".to_owned(),
+            "step".to_owned(),
+            x_header(s.sweep).to_owned(),
+            "req/s".to_owned(),
+            "p50 µs".to_owned(),
+            "p99 µs".to_owned(),
+            "p99.9 µs".to_owned(),
+            "server CPU µs/req".to_owned(),
+        ];
+        if let Some(b) = baseline {
+            header.push(format!("req/s × {b}"));
+            header.push(format!("CPU × {b}"));
+        }
+        header.push("note".to_owned());
+        t.set_header(header);
         for (model, st) in rows(s) {
             let l = st.latency_us;
-            t.add_row(vec![
+            let mut row = vec![
                 Cell::new(model),
                 Cell::new(&st.step),
                 right(x_cell(s.sweep, st)),
@@ -218,24 +284,41 @@ fn text(sweeps: &[LoadedSweep], markdown: bool) -> String {
                 right(opt(l.map(|l| l.p99), one_decimal)),
                 right(opt(l.map(|l| l.p99_9), one_decimal)),
                 right(opt(st.server_cpu, two_decimals)),
-                Cell::new(note(st)),
-            ]);
+            ];
+            if let Some(b) = baseline {
+                let r = ratio(s, b, st);
+                row.push(right(opt(r.rps, times)));
+                row.push(right(opt(r.cpu, times)));
+            }
+            row.push(Cell::new(note(st)));
+            t.add_row(row);
         }
         let _ = writeln!(out, "{t}");
         if s.sweep == SweepKind::Rate {
             let mut k = new_table(markdown);
-            k.set_header(vec![
-                "model",
-                "closed-loop max req/s",
-                "knee req/s",
-                "knee % of max",
-                "knee step",
-                "p99 at the knee µs",
-            ]);
+            let mut header = vec![
+                "model".to_owned(),
+                "closed-loop max req/s".to_owned(),
+                "knee req/s".to_owned(),
+                "knee % of max".to_owned(),
+                "knee step".to_owned(),
+                "p99 at the knee µs".to_owned(),
+            ];
+            let base_knee = baseline
+                .and_then(|b| s.models.get(b))
+                .and_then(|m| m.knee_rps);
+            if let Some(b) = baseline {
+                header.push(format!("knee × {b}"));
+            }
+            k.set_header(header);
             for (model, m) in s.ordered() {
                 let max = m.max.as_ref().and_then(|x| x.achieved_rps);
                 let at = m.knee_step.as_deref().and_then(|n| m.step(n));
-                k.add_row(vec![
+                let knee_ratio = match (m.knee_rps, base_knee) {
+                    (Some(k), Some(b)) if b > 0.0 => Some(k / b),
+                    _ => None,
+                };
+                let mut row = vec![
                     Cell::new(model),
                     right(opt(max, grouped)),
                     right(opt(m.knee_rps, grouped)),
@@ -248,7 +331,11 @@ fn text(sweeps: &[LoadedSweep], markdown: bool) -> String {
                         at.and_then(|s| s.latency_us).map(|l| l.p99),
                         one_decimal,
                     )),
-                ]);
+                ];
+                if baseline.is_some() {
+                    row.push(right(opt(knee_ratio, times)));
+                }
+                k.add_row(row);
             }
             if markdown {
                 out.push('\n');
@@ -279,11 +366,15 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(sweeps: &[LoadedSweep]) -> String {
+fn csv(sweeps: &[LoadedSweep], baseline: Option<&str>) -> String {
     let mut out = String::from(
-        "sweep,label,model,step,fraction,target_rps,idle,connections,achieved_rps,p50_us,p99_us,\
-         p99_9_us,server_cpu_us,saturated,skipped,failed,knee_rps\n",
+        "sweep,label,model,step,fraction,target_rps,idle,idle_held,connections,achieved_rps,\
+         p50_us,p99_us,p99_9_us,server_cpu_us,saturated,skipped,failed,knee_rps",
     );
+    if baseline.is_some() {
+        out.push_str(",rps_ratio,cpu_ratio");
+    }
+    out.push('\n');
     let f = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     for sw in sweeps {
         let s = &sw.summary;
@@ -298,6 +389,7 @@ fn csv(sweeps: &[LoadedSweep]) -> String {
                 f(st.fraction),
                 f(st.target_rps),
                 st.idle.map(|i| i.to_string()).unwrap_or_default(),
+                st.idle_held.map(|i| i.to_string()).unwrap_or_default(),
                 st.connections.to_string(),
                 f(st.achieved_rps),
                 f(l.map(|l| l.p50)),
@@ -309,32 +401,53 @@ fn csv(sweeps: &[LoadedSweep]) -> String {
                 csv_field(st.failed.as_deref().unwrap_or("")),
                 f(knee),
             ];
-            let _ = writeln!(out, "{}", fields.join(","));
+            let mut line = fields.join(",");
+            if let Some(b) = baseline {
+                let r = ratio(s, b, st);
+                let _ = write!(line, ",{},{}", f(r.rps), f(r.cpu));
+            }
+            let _ = writeln!(out, "{line}");
         }
     }
     out
 }
 
-fn json(sweeps: &[LoadedSweep]) -> String {
+fn json(sweeps: &[LoadedSweep], baseline: Option<&str>) -> String {
+    type Ratios<'a> = BTreeMap<&'a str, BTreeMap<&'a str, Ratio>>;
     #[derive(Serialize)]
     struct One<'a> {
         label: &'a str,
         source: String,
         summary: &'a SweepSummary,
+        /// With a baseline: every model's steps as ratios to the baseline's.
+        ratios: Option<Ratios<'a>>,
     }
     #[derive(Serialize)]
     struct All<'a> {
         schema: &'static str,
+        baseline: Option<&'a str>,
         sweeps: Vec<One<'a>>,
+    }
+    fn ratios<'a>(s: &'a SweepSummary, baseline: Option<&str>) -> Option<Ratios<'a>> {
+        let b = baseline?;
+        let mut all: Ratios<'_> = BTreeMap::new();
+        for (model, st) in rows(s) {
+            all.entry(model)
+                .or_default()
+                .insert(st.step.as_str(), ratio(s, b, st));
+        }
+        Some(all)
     }
     let all = All {
         schema: "iomodels.compare-sweep/1",
+        baseline,
         sweeps: sweeps
             .iter()
             .map(|s| One {
                 label: &s.label,
                 source: s.source.display().to_string(),
                 summary: &s.summary,
+                ratios: ratios(&s.summary, baseline),
             })
             .collect(),
     };
@@ -931,6 +1044,15 @@ pub fn html(sweeps: &[LoadedSweep]) -> String {
          <title>{0}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n<h1>{0}</h1>\n",
         esc(&title)
     );
+    out.push_str(&sections(sweeps));
+    out.push_str("</main>\n</body>\n</html>\n");
+    out
+}
+
+/// The sweeps' sections of a report (a heading, charts, table and metadata per sweep), for
+/// [`html`] and for a report that shows runs and sweeps together.
+pub fn sections(sweeps: &[LoadedSweep]) -> String {
+    let mut out = String::with_capacity(128 * 1024);
     for sw in sweeps {
         let s = &sw.summary;
         let what = match s.sweep {
@@ -975,7 +1097,6 @@ pub fn html(sweeps: &[LoadedSweep]) -> String {
         table_html(&mut out, s);
         metadata_html(&mut out, sw);
     }
-    out.push_str("</main>\n</body>\n</html>\n");
     out
 }
 
@@ -1093,13 +1214,13 @@ mod tests {
 
     #[test]
     fn the_rate_table_lists_every_step_and_the_knees() {
-        let t = table(&[sweep(SweepKind::Rate)], Format::Table);
+        let t = table(&[sweep(SweepKind::Rate)], Format::Table, None).unwrap();
         assert!(t.contains("sweep rate"), "{t}");
         assert!(t.contains("rate-max") && t.contains("rate-04"), "{t}");
         // epoll: p99 100, 800, 2700, 6400 at 30k, 60k, 90k, 120k → knee 60,000.
         assert!(t.contains("60,000"), "{t}");
         assert!(t.contains("knee"), "{t}");
-        let md = table(&[sweep(SweepKind::Rate)], Format::Markdown);
+        let md = table(&[sweep(SweepKind::Rate)], Format::Markdown, None).unwrap();
         assert!(md.contains("### sweep rate"), "{md}");
     }
 
@@ -1107,12 +1228,13 @@ mod tests {
     fn skipped_steps_keep_their_reason_in_every_format() {
         let s = [sweep(SweepKind::Idle)];
         for f in [Format::Table, Format::Csv, Format::Json] {
-            let t = table(&s, f);
+            let t = table(&s, f, None).unwrap();
             assert!(t.contains("FD_SETSIZE"), "{f:?}: {t}");
         }
-        let csv = table(&s, Format::Csv);
+        let csv = table(&s, Format::Csv, None).unwrap();
         assert_eq!(csv.lines().count(), 1 + 6);
-        let v: serde_json::Value = serde_json::from_str(&table(&s, Format::Json)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&table(&s, Format::Json, None).unwrap()).unwrap();
         assert_eq!(v["sweeps"][0]["summary"]["sweep"], "idle");
     }
 

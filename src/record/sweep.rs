@@ -17,7 +17,10 @@ use super::PointResult;
 
 /// The schema of a sweep's `summary.json`; bump it (and `results/README.md`) when a key changes
 /// meaning.
-pub const SWEEP_SCHEMA: &str = "iomodels.sweep/1";
+pub const SWEEP_SCHEMA: &str = "iomodels.sweep/1.1";
+
+/// Every sweep schema [`SweepSummary::read`] reads: 1.1 only adds `idle_held` to a step.
+pub const SWEEP_SCHEMAS_READ: [&str; 2] = ["iomodels.sweep/1", SWEEP_SCHEMA];
 
 /// A rate step counts towards the knee only if the generator achieved at least this fraction
 /// of its target rate (the same 95 % as the generator's saturation rule 1).
@@ -67,8 +70,14 @@ pub struct Step {
     pub fraction: Option<f64>,
     /// Rate sweep: the open-loop rate asked for (req/s); null for `rate-max` and other sweeps.
     pub target_rps: Option<f64>,
-    /// Idle sweep: idle connections held open besides the active ones; null in other sweeps.
+    /// Idle sweep: idle connections asked for besides the active ones; null in other sweeps.
     pub idle: Option<usize>,
+    /// Idle sweep: idle connections the server actually held (its peak of open connections
+    /// less the active ones, at most `idle`); fewer than `idle` when connects failed or the
+    /// server's accept queue overflowed (see `notes`). The curve is drawn at this count. Null
+    /// in other sweeps, when not measured, or in a summary written before `sweep/1.1`.
+    #[serde(default)]
+    pub idle_held: Option<usize>,
     /// Active (loaded) connections.
     pub connections: usize,
     /// Requests per second completed in the measured window; null when not measured.
@@ -119,6 +128,13 @@ impl Step {
         self.client_cpu = Some(r.client_cpu.us_per_request);
         self.saturated = r.saturated;
         self.interrupted = r.interrupted;
+        if let (Some(idle), Some(stats)) = (
+            self.idle,
+            result.server.as_ref().and_then(|s| s.stats.as_ref()),
+        ) {
+            let held = stats.peak_open.saturating_sub(self.connections as u64);
+            self.idle_held = Some(held.min(idle as u64) as usize);
+        }
         self.notes.extend(r.warnings.iter().cloned());
         self
     }
@@ -133,7 +149,7 @@ impl Step {
     pub fn x(&self, kind: SweepKind) -> Option<f64> {
         match kind {
             SweepKind::Rate => self.achieved_rps,
-            SweepKind::Idle => self.idle.map(|i| i as f64),
+            SweepKind::Idle => self.idle_held.or(self.idle).map(|i| i as f64),
             SweepKind::Connections => Some(self.connections as f64),
         }
     }
@@ -236,7 +252,9 @@ pub struct SweepSummary {
 impl SweepSummary {
     /// Read a sweep's `summary.json`.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        super::read_with_schema(path, "sweep summary", SWEEP_SCHEMA, |s: &Self| &s.schema)
+        super::read_with_schema(path, "sweep summary", &SWEEP_SCHEMAS_READ, |s: &Self| {
+            &s.schema
+        })
     }
 
     /// The JSON document, pretty-printed, with a final newline.

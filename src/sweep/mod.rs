@@ -401,7 +401,9 @@ fn finish_outputs(out: &Output) -> Result<(), CliError> {
     let html = iomodels::export::sweep::html(&sweeps);
     loadgen::write_atomically(&path, html.as_bytes())
         .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
-    let table = iomodels::export::sweep::table(&sweeps, iomodels::export::table::Format::Table);
+    let table =
+        iomodels::export::sweep::table(&sweeps, iomodels::export::table::Format::Table, None)
+            .unwrap_or_default();
     // A closed stdout (`| head`) is not an error.
     let mut so = std::io::stdout().lock();
     let _ = writeln!(so, "{table}");

@@ -132,32 +132,18 @@ pub(super) fn connect_up_front(
             }
         }
     }
-    let mut idle = Vec::with_capacity(plan.idle);
-    for j in 0..plan.idle {
-        let left = match budget(first_refused) {
-            Ok(left) => left,
-            Err(why) => {
+    let idle = match budget(first_refused) {
+        Ok(_) => open_idle(poll, o.addr, plan.idle, o.timeout, stop, warnings),
+        Err(why) => {
+            if plan.idle > 0 {
                 warnings.push(format!(
                     "{} idle connections were not opened: {why}",
-                    plan.idle - j
+                    plan.idle
                 ));
-                break;
             }
-        };
-        // Registered for READABLE only: an idle connection is never written, so the only
-        // events it can produce are a close or an error from the server.
-        match connect(o.addr, left).and_then(|mut s| {
-            poll.registry()
-                .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)?;
-            Ok(s)
-        }) {
-            Ok(s) => idle.push(Some(s)),
-            Err(e) => {
-                warnings.push(format!("an idle connection failed to open: {e}"));
-                idle.push(None);
-            }
+            Vec::new()
         }
-    }
+    };
     Started {
         conns,
         idle,
@@ -165,6 +151,151 @@ pub(super) fn connect_up_front(
         refused,
         first_error,
     }
+}
+
+/// Idle connects in flight at once: enough that a SYN the server's full accept queue dropped
+/// (retransmitted after 1 s, then 3 s) costs its own wait, not every later connect's; far
+/// below the descriptor limits a sweep raises.
+const IDLE_IN_FLIGHT: usize = 512;
+
+/// The idle connects' budget grows by this much per connection asked for (see [`open_idle`]).
+const IDLE_CONNECT_EACH: Duration = Duration::from_millis(1);
+
+/// Open `n` idle connections to `addr` with non-blocking connects, up to [`IDLE_IN_FLIGHT`] at
+/// once, within a budget of their own (after the active connections' shared one): `timeout`
+/// plus [`IDLE_CONNECT_EACH`] per connection, so a slow accepter has time in proportion to what
+/// is asked (10,000 idle connections: 5 s + 10 s with the default `--timeout`), and
+/// register each with `poll` for READABLE under `IDLE_BASE + j`.
+///
+/// Why not one blocking connect after another: a server that accepts slowly (`poll` with
+/// thousands of descriptors) lets its accept queue overflow, the kernel drops SYNs, and each
+/// dropped SYN held the next connect for a second; 10,000 idle connections then did not fit
+/// in 5 s (measured: `poll` held 9,209 of 10,050). In flight together, the retransmissions
+/// overlap. Whatever is not connected when `timeout` runs out or the run stops is closed and
+/// warned about; the result's `None` slots are the connections that failed.
+fn open_idle(
+    poll: &Poll,
+    addr: SocketAddr,
+    n: usize,
+    timeout: Duration,
+    stop: &Stop,
+    warnings: &mut Vec<String>,
+) -> Vec<Option<TcpStream>> {
+    let mut idle: Vec<Option<TcpStream>> = Vec::with_capacity(n);
+    // Whether slot j's connect is still in flight (registered with `pending_poll`).
+    let mut pending: Vec<bool> = Vec::with_capacity(n);
+    if n == 0 {
+        return idle;
+    }
+    let mut pending_poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            warnings.push(format!("{n} idle connections were not opened: {e}"));
+            return idle;
+        }
+    };
+    let mut events = mio::Events::with_capacity(IDLE_IN_FLIGHT);
+    let end = Instant::now() + timeout + IDLE_CONNECT_EACH * n as u32;
+    let (mut in_flight, mut failed, mut first_failure) = (0usize, 0usize, None::<io::Error>);
+    let mut fail = |e: io::Error, failed: &mut usize| {
+        *failed += 1;
+        first_failure.get_or_insert(e);
+    };
+    let mut why_short = None;
+    while idle.len() < n || in_flight > 0 {
+        // Start connects up to the window.
+        while idle.len() < n && in_flight < IDLE_IN_FLIGHT && why_short.is_none() {
+            let j = idle.len();
+            match TcpStream::connect(addr).and_then(|mut s| {
+                pending_poll
+                    .registry()
+                    .register(&mut s, Token(j), Interest::WRITABLE)?;
+                Ok(s)
+            }) {
+                Ok(s) => {
+                    idle.push(Some(s));
+                    pending.push(true);
+                    in_flight += 1;
+                }
+                Err(e) => {
+                    // A connect that fails before it is even in flight (out of descriptors
+                    // or local ports, nothing listens): the rest would fail the same way.
+                    idle.push(None);
+                    pending.push(false);
+                    fail(e, &mut failed);
+                    why_short = Some("a connect failed at once (see the failure below)");
+                }
+            }
+        }
+        if why_short.is_some() && in_flight == 0 {
+            break;
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if stop.is_stopped() || left.is_zero() {
+            why_short.get_or_insert(if stop.is_stopped() {
+                "the run was stopped"
+            } else {
+                "their connects used up their time (--timeout + 1 ms each)"
+            });
+            break;
+        }
+        if let Err(e) = pending_poll.poll(&mut events, Some(left.min(Duration::from_millis(100))))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            why_short.get_or_insert("waiting for their connects failed");
+            fail(e, &mut failed);
+            break;
+        }
+        for ev in events.iter() {
+            let j = ev.token().0;
+            if !pending[j] {
+                continue;
+            }
+            let Some(s) = idle[j].as_mut() else { continue };
+            // Writable: connected, or failed (the error is pending on the socket).
+            let outcome = match s.take_error() {
+                Ok(Some(e)) | Err(e) => Err(e),
+                Ok(None) => match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            in_flight -= 1;
+            pending[j] = false;
+            let mut s = idle[j].take().expect("checked above");
+            let _ = pending_poll.registry().deregister(&mut s);
+            match outcome.and_then(|()| {
+                poll.registry()
+                    .register(&mut s, Token(IDLE_BASE + j), Interest::READABLE)
+            }) {
+                Ok(()) => idle[j] = Some(s),
+                Err(e) => fail(e, &mut failed),
+            }
+        }
+    }
+    // Connects still in flight at the end are given up.
+    let mut given_up = 0;
+    for (slot, _) in idle.iter_mut().zip(&pending).filter(|(_, p)| **p) {
+        if let Some(mut s) = slot.take() {
+            let _ = pending_poll.registry().deregister(&mut s);
+            given_up += 1;
+        }
+    }
+    let not_started = n - idle.len();
+    idle.resize_with(n, || None);
+    let short = given_up + not_started;
+    if short > 0 {
+        warnings.push(format!(
+            "{short} idle connections were not opened: {}",
+            why_short.unwrap_or("the run was stopped")
+        ));
+    }
+    if failed > 0 {
+        let e = first_failure.map_or_else(String::new, |e| format!(" (first: {e})"));
+        warnings.push(format!("{failed} idle connections failed to open{e}"));
+    }
+    idle
 }
 
 /// Workers that reported ready, waiting for their timeline.
@@ -396,7 +527,10 @@ mod tests {
         // Not "nothing listens": one connect failing for another reason says nothing about the
         // others, which still get what is left of the shared timeout.
         let (s, warnings, calls) = start_with_first_failing(io::ErrorKind::PermissionDenied);
-        assert_eq!(calls, 5, "3 connections and 2 idle ones");
+        assert_eq!(
+            calls, 3,
+            "3 connections (the 2 idle ones connect in flight together)"
+        );
         assert_eq!((s.connected, s.refused), (2, 0));
         assert_eq!(s.idle.iter().filter(|c| c.is_some()).count(), 2);
         assert!(s.first_error.is_some());
@@ -404,5 +538,57 @@ mod tests {
             !warnings.iter().any(|w| w.contains("not opened")),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn idle_connections_open_in_flight_together_and_register_for_reading() {
+        // Never accepted: the kernel completes the connects into the backlog (std's 128).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let poll = Poll::new().unwrap();
+        let mut warnings = Vec::new();
+        let idle = open_idle(
+            &poll,
+            listener.local_addr().unwrap(),
+            100,
+            Duration::from_secs(5),
+            &Stop::new(),
+            &mut warnings,
+        );
+        assert_eq!(idle.len(), 100);
+        assert!(idle.iter().all(|s| s.is_some()), "{warnings:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    /// A listener whose accept queue is full drops SYNs (Linux): the connects still in flight
+    /// when the budget ends are given up and counted in one warning, and the call returns
+    /// within its budget rather than a retransmission's.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idle_connects_past_their_budget_are_given_up_and_warned_about() {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        s.listen(1).unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let poll = Poll::new().unwrap();
+        let mut warnings = Vec::new();
+        let t0 = Instant::now();
+        let idle = open_idle(
+            &poll,
+            addr,
+            20,
+            Duration::from_millis(200),
+            &Stop::new(),
+            &mut warnings,
+        );
+        // Budget: 200 ms + 20 × 1 ms; 5× slack for a loaded machine.
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        let opened = idle.iter().filter(|s| s.is_some()).count();
+        assert!(opened < 20, "a backlog of 1 cannot take 20");
+        let short = format!(
+            "{} idle connections were not opened: their connects used up their time (--timeout + 1 ms each)",
+            20 - opened
+        );
+        assert!(warnings.contains(&short), "{warnings:?}");
     }
 }
