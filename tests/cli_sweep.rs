@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{iomodels, scratch};
+use common::{iomodels, iomodels_ok, scratch};
 
 /// A model that runs everywhere this builds, and a second one.
 const FAST: &str = if cfg!(target_os = "linux") {
@@ -260,29 +260,16 @@ fn a_connections_sweep_writes_every_step_and_compare_reads_it() {
         );
     }
     let html = dir.parent().unwrap().join("again.html");
-    let o = iomodels(&[
+    iomodels_ok(&[
         "compare",
         dir.join("summary.json").to_str().unwrap(),
         "--html",
         html.to_str().unwrap(),
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
     assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
 
     // --baseline: every step as ratios to the baseline's step of the same name.
-    let o = iomodels(&["compare", dir.to_str().unwrap(), "--baseline", "blocking"]);
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = iomodels_ok(&["compare", dir.to_str().unwrap(), "--baseline", "blocking"]);
     assert!(
         text.contains("req/s × blocking") && text.contains("1.00×"),
         "{text}"
@@ -320,19 +307,13 @@ fn a_connections_sweep_writes_every_step_and_compare_reads_it() {
     // A run (here one result file) and a sweep in one report.
     let both = dir.parent().unwrap().join("both.html");
     let step = dir.join("blocking").join("connections-8.json");
-    let o = iomodels(&[
+    iomodels_ok(&[
         "compare",
         step.to_str().unwrap(),
         dir.to_str().unwrap(),
         "--html",
         both.to_str().unwrap(),
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
     let html = std::fs::read_to_string(&both).unwrap();
     assert!(html.contains("iomodels report") && html.contains("sweep connections"));
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());

@@ -17,6 +17,20 @@ pub fn iomodels(args: &[&str]) -> Output {
         .expect("run iomodels")
 }
 
+/// Run the built `iomodels` with `args`, assert it exited 0 (showing its stderr if not), and
+/// return its stdout.
+pub fn iomodels_ok(args: &[&str]) -> String {
+    let o = iomodels(args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "iomodels {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// A plain echo server that lives as long as the test process; threads end when clients close.
 pub fn echo_server() -> String {
     echo_server_watched().0
