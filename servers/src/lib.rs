@@ -19,12 +19,12 @@
 mod sys;
 mod affinity;
 mod config;
-// Shared with IOCP once it lands; only io_uring (Linux) drives it today.
 // Shared with IOCP once that lands; only io_uring (Linux) drives it today.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod completion;
 mod conn;
 mod ctx;
+mod datagram;
 mod listen;
 mod models;
 mod server;
