@@ -10,7 +10,8 @@
 //! What every model guarantees is written once, in the (private) `models` module's docs
 //! (`servers/src/models/mod.rs`).
 // `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll,uring}.rs,
-// models/polling/registered.rs and affinity/windows.rs, each block with its SAFETY line.
+// models/uring/udp.rs, datagram/{linux,portable}.rs, models/polling/registered.rs and
+// affinity/windows.rs, each block with its SAFETY line.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]

@@ -19,6 +19,13 @@
 //! - reports ready (`Ctx::ready`) only once it will accept, and on [`Stop`](crate::Stop) closes
 //!   every connection, updates the counters and returns promptly.
 //!
+//! With `--proto udp` ([`Proto::Udp`]) the contract is the datagram one instead: every datagram
+//! is sent back once to the address it came from, unchanged (zero-length included, up to
+//! 65,507 B); an echo that cannot be sent at once is dropped and counted (`send_drops`),
+//! never retried or waited for; what the kernel dropped on the receive side is counted where
+//! the OS says (`rcvbuf_drops`); stop is as prompt as for TCP. The shared half is
+//! [`datagram`](crate::datagram); each model keeps its UDP loop next to its TCP one.
+//!
 //! Readiness models share [`conn`](crate::conn)'s state machine; completion models (io_uring,
 //! IOCP) share [`completion`](crate::completion)'s instead (a buffer lent to the kernel comes
 //! back only with its completion; stop cancels and drains before anything is freed), and plug
