@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use servers::{AcceptMode, Config, Model, PinError, Server, StartError, UringOptions};
+use servers::{AcceptMode, Config, Model, PinError, Proto, Server, StartError, UringOptions};
 
 use crate::exit::{CliError, CliResult};
 use crate::interrupt::Interrupt;
@@ -66,6 +66,17 @@ pub struct ServeArgs {
     /// Recorded in the stats' settings.
     #[arg(long)]
     no_defer_taskrun: bool,
+    /// The transport: tcp (byte-stream echo) or udp (every datagram sent back to its sender;
+    /// `iomodels models` says which models serve it).
+    #[arg(long, default_value = "tcp", value_parser = str::parse::<Proto>)]
+    proto: Proto,
+    /// UDP: SO_RCVBUF to ask for on the server's sockets (suffixes k, m); the stats' settings
+    /// record what the kernel granted. Default: the system's.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    rcvbuf: Option<usize>,
+    /// UDP: SO_SNDBUF to ask for, as --rcvbuf.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    sndbuf: Option<usize>,
     /// Also stop when stdin reaches end of file (the portable stop `run` uses).
     #[arg(long)]
     stop_on_stdin_eof: bool,
@@ -101,6 +112,9 @@ pub fn run(args: ServeArgs) -> CliResult {
             defer_taskrun: !args.no_defer_taskrun,
         },
         busy_poll: args.busy_poll,
+        proto: args.proto,
+        rcvbuf: args.rcvbuf,
+        sndbuf: args.sndbuf,
     };
     // Before any thread exists (the server's, the signal handler's, the stdin watcher's): on
     // Linux threads inherit the affinity of the thread that creates them.

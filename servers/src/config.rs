@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::models::Proto;
+
 /// Default per-connection buffer: 16 KiB, the same for every model.
 pub const DEFAULT_BUFFER: usize = 16 * 1024;
 /// Default accept backlog, the same for every model.
@@ -144,6 +146,18 @@ pub struct Config {
     /// whose registry row supports it accept it ([`Model::busy_poll`](crate::Model::busy_poll)).
     #[serde(default)]
     pub busy_poll: bool,
+    /// The transport served: TCP echo, or UDP datagram echo (`serve --proto udp`; only models
+    /// that list [`Proto::Udp`] in [`Model::protocols`](crate::Model::protocols) take it).
+    #[serde(default)]
+    pub proto: Proto,
+    /// UDP only: `SO_RCVBUF` to ask for on the server's sockets, in bytes (the kernel may
+    /// grant another value, Linux doubles it; the stats' settings record what it granted).
+    /// `None` keeps the system default.
+    #[serde(default)]
+    pub rcvbuf: Option<usize>,
+    /// UDP only: `SO_SNDBUF` to ask for, as for [`rcvbuf`](Self::rcvbuf).
+    #[serde(default)]
+    pub sndbuf: Option<usize>,
 }
 
 impl Default for Config {
@@ -155,9 +169,15 @@ impl Default for Config {
             accept: AcceptMode::platform_default(),
             uring: UringOptions::default(),
             busy_poll: false,
+            proto: Proto::Tcp,
+            rcvbuf: None,
+            sndbuf: None,
         }
     }
 }
+
+/// The largest socket buffer `--rcvbuf`/`--sndbuf` may ask for: 1 GiB.
+pub const MAX_SOCKET_BUFFER: usize = 1 << 30;
 
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -201,6 +221,27 @@ pub enum ConfigError {
         /// Why it cannot (its registry row's reason).
         reason: &'static str,
     },
+    /// A socket buffer size out of range.
+    #[error("{option} must be between 1 and 1073741824 bytes (got {size})")]
+    SocketBuffer {
+        /// The flag.
+        option: &'static str,
+        /// What was asked.
+        size: usize,
+    },
+    /// A UDP-only option with TCP.
+    #[error("{0} applies to --proto udp only (TCP sockets keep the system's buffers)")]
+    UdpOnly(&'static str),
+    /// The model does not serve this transport.
+    #[error("{model} does not serve {proto}: {reason}")]
+    ProtoNotServed {
+        /// The model asked for.
+        model: &'static str,
+        /// The transport asked for.
+        proto: &'static str,
+        /// Why not (its registry row's reason).
+        reason: &'static str,
+    },
     /// The accept mode does not exist on this OS.
     #[error(
         "--accept {0} is not available on this OS (SO_REUSEPORT does not balance here): use --accept handoff"
@@ -233,6 +274,15 @@ impl Config {
         }
         if !self.accept.is_supported() {
             return Err(ConfigError::AcceptMode(self.accept));
+        }
+        for (option, size) in [("--rcvbuf", self.rcvbuf), ("--sndbuf", self.sndbuf)] {
+            let Some(size) = size else { continue };
+            if self.proto != Proto::Udp {
+                return Err(ConfigError::UdpOnly(option));
+            }
+            if !(1..=MAX_SOCKET_BUFFER).contains(&size) {
+                return Err(ConfigError::SocketBuffer { option, size });
+            }
         }
         Ok(())
     }
@@ -286,6 +336,28 @@ mod tests {
             };
             assert_eq!(bad.validate(), Err(ConfigError::SqpollIdle(idle)));
         }
+    }
+
+    #[test]
+    fn socket_buffers_are_udp_only_and_bounded() {
+        let udp = |rcvbuf| Config {
+            proto: Proto::Udp,
+            rcvbuf,
+            ..Config::default()
+        };
+        assert_eq!(udp(Some(4 << 20)).validate(), Ok(()));
+        assert_eq!(
+            udp(Some(0)).validate(),
+            Err(ConfigError::SocketBuffer {
+                option: "--rcvbuf",
+                size: 0
+            })
+        );
+        let tcp = Config {
+            sndbuf: Some(1 << 20),
+            ..Config::default()
+        };
+        assert_eq!(tcp.validate(), Err(ConfigError::UdpOnly("--sndbuf")));
     }
 
     #[test]

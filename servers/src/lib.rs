@@ -10,7 +10,8 @@
 //! What every model guarantees is written once, in the (private) `models` module's docs
 //! (`servers/src/models/mod.rs`).
 // `unsafe` only at the FFI edge: allowed per module in models/{epoll,select,poll,uring}.rs,
-// models/polling/registered.rs and affinity/windows.rs, each block with its SAFETY line.
+// models/uring/udp.rs, datagram/{linux,portable}.rs, models/polling/registered.rs and
+// affinity/windows.rs, each block with its SAFETY line.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
@@ -19,12 +20,12 @@
 mod sys;
 mod affinity;
 mod config;
-// Shared with IOCP once it lands; only io_uring (Linux) drives it today.
 // Shared with IOCP once that lands; only io_uring (Linux) drives it today.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod completion;
 mod conn;
 mod ctx;
+mod datagram;
 mod listen;
 mod models;
 mod server;

@@ -10,15 +10,16 @@
 //! never fatal; running out of descriptors pauses accepting instead of spinning).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::config::{AcceptMode, Config};
 use crate::ctx::{Ctx, StartError};
+use crate::datagram::{self, Endpoint};
 use crate::stats::Shared;
 use crate::stop::Stop;
 use crate::sys;
@@ -60,6 +61,74 @@ pub(crate) fn bind(addr: SocketAddr, config: &Config) -> Result<Bound, StartErro
         })
         .collect::<Result<Vec<TcpListener>, StartError>>()?;
     Ok(Bound { addr, listeners })
+}
+
+/// Binds `addr` for a UDP server with `config`: `config.threads` sockets, each its own in a
+/// `SO_REUSEPORT` group (the kernel spreads senders over them by their address), or clones of
+/// one socket (`--accept handoff`, or where the OS does not balance). The port is claimed
+/// first without `SO_REUSEPORT`, as for TCP. Each socket gets `--rcvbuf`/`--sndbuf` and, on
+/// Linux, `SO_RXQ_OVFL`; the values granted are recorded in `shared`'s settings.
+pub(crate) fn bind_udp(
+    addr: SocketAddr,
+    config: &Config,
+    shared: &Shared,
+) -> Result<(SocketAddr, Vec<Endpoint>), StartError> {
+    let claim = bind_udp_one(addr, config, false, shared)?;
+    let addr = claim
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    if config.threads == 1 || config.accept == AcceptMode::Handoff {
+        let drops = shared.new_socket_drops();
+        let socket: UdpSocket = claim.into();
+        let mut endpoints = Vec::with_capacity(config.threads);
+        for _ in 1..config.threads {
+            endpoints.push(Endpoint {
+                socket: socket.try_clone()?,
+                drops: drops.clone(),
+            });
+        }
+        endpoints.push(Endpoint { socket, drops });
+        return Ok((addr, endpoints));
+    }
+    drop(claim);
+    let endpoints = (0..config.threads)
+        .map(|_| {
+            Ok(Endpoint {
+                socket: bind_udp_one(addr, config, true, shared)?.into(),
+                drops: shared.new_socket_drops(),
+            })
+        })
+        .collect::<Result<Vec<_>, StartError>>()?;
+    Ok((addr, endpoints))
+}
+
+fn bind_udp_one(
+    addr: SocketAddr,
+    config: &Config,
+    reuse_port: bool,
+    shared: &Shared,
+) -> Result<Socket, StartError> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        sys::set_reuse_port(&socket)?;
+    }
+    let (rcvbuf, sndbuf) = datagram::set_buffers(&socket, config.rcvbuf, config.sndbuf)?;
+    shared.setting("rcvbuf", rcvbuf);
+    shared.setting("sndbuf", sndbuf);
+    shared.setting("datagram_buffer", datagram::DATAGRAM_BUFFER);
+    let counting = datagram::enable_drop_count(&SockRef::from(&socket));
+    shared.setting(
+        "rcvbuf_drops_source",
+        match counting {
+            Ok(()) => datagram::DROPS_SOURCE.to_string(),
+            Err(e) => format!("none ({e})"),
+        },
+    );
+    socket
+        .bind(&addr.into())
+        .map_err(|e| StartError::bind(addr, e))?;
+    Ok(socket)
 }
 
 fn bind_one(addr: SocketAddr, _config: &Config, reuse_port: bool) -> Result<Socket, StartError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::ctx::{Ctx, StartError};
 use crate::listen::{self, Incoming, Slot};
-use crate::models::{self, Model};
+use crate::models::{self, Model, Proto};
 use crate::stats::ServerStats;
 use crate::stop::Stop;
 
@@ -36,9 +36,25 @@ impl Server {
         model.availability()?;
         config.validate()?;
         model.check_config(config)?;
-        let bound = listen::bind(addr, config)?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let ctx = Arc::new(Ctx::new(config.clone(), ready_tx));
+        if config.proto == Proto::Udp {
+            let (addr, endpoints) = listen::bind_udp(addr, config, &ctx.shared)?;
+            let mut server = Self {
+                model,
+                addr,
+                ctx,
+                threads: Vec::new(),
+                acceptor: None,
+            };
+            if let Err(e) = models::launch_udp(model, endpoints, &server.ctx, &mut server.threads) {
+                server.shutdown();
+                return Err(StartError::Io(e));
+            }
+            server.await_ready(&ready_rx)?;
+            return Ok(server);
+        }
+        let bound = listen::bind(addr, config)?;
 
         // One `Incoming` per loop: its own listener, or a hand-off slot fed by the acceptor.
         let loops = model.loops(config);
@@ -71,25 +87,7 @@ impl Server {
             server.shutdown();
             return Err(StartError::Io(e));
         }
-        for _ in 0..server.threads.len() {
-            match ready_rx.recv_timeout(READY_TIMEOUT) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    server.shutdown();
-                    return Err(StartError::Io(e));
-                }
-                Err(_) => {
-                    server.shutdown();
-                    return Err(StartError::Io(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "{}: a loop did not become ready within {READY_TIMEOUT:?}",
-                            model.name()
-                        ),
-                    )));
-                }
-            }
-        }
+        server.await_ready(&ready_rx)?;
         if let Some((listener, slots)) = handoff {
             let ctx = server.ctx.clone();
             server.acceptor = Some(
@@ -99,6 +97,27 @@ impl Server {
             );
         }
         Ok(server)
+    }
+
+    /// Waits until every thread reported ready; on a failure (or none in time) stops the
+    /// threads that did start and returns why.
+    fn await_ready(&mut self, ready_rx: &mpsc::Receiver<io::Result<()>>) -> Result<(), StartError> {
+        for _ in 0..self.threads.len() {
+            let failed = match ready_rx.recv_timeout(READY_TIMEOUT) {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{}: a loop did not become ready within {READY_TIMEOUT:?}",
+                        self.model.name()
+                    ),
+                ),
+            };
+            self.shutdown();
+            return Err(StartError::Io(failed));
+        }
+        Ok(())
     }
 
     /// The address actually bound (the real port when asked for port 0).

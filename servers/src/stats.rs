@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::models::Proto;
 
 /// What a server did, returned when it stops (and available live from
 /// [`Server::stats`](crate::Server::stats)). Keys are part of the `serve` stdout contract.
@@ -43,9 +44,34 @@ pub struct ServerStats {
     pub backlog: i32,
     /// How loops share the port.
     pub accept_mode: String,
+    /// The transport served: `tcp` or `udp`. For UDP, `accepted`, `open`, `peak_open`,
+    /// `peak_buffered_bytes` and `accept_errors` stay 0 (no connections, and a datagram is
+    /// sent back as soon as it is read, or dropped).
+    #[serde(default = "tcp")]
+    pub proto: String,
+    /// UDP: datagrams received (zero-length ones included).
+    #[serde(default)]
+    pub datagrams_in: u64,
+    /// UDP: datagrams echoed (the send succeeded).
+    #[serde(default)]
+    pub datagrams_out: u64,
+    /// UDP: echoes dropped because the send failed (`EAGAIN`/`ENOBUFS`: a full send buffer;
+    /// or any other send error). Never retried: UDP has no backpressure to apply.
+    #[serde(default)]
+    pub send_drops: u64,
+    /// UDP: datagrams the kernel dropped before the server could read them (its sockets'
+    /// receive buffers were full), over the run, summed over the server's sockets. On Linux
+    /// from `SO_RXQ_OVFL` (exact per socket, as of the last datagram each socket received);
+    /// `null` where the OS does not count them (`settings.rcvbuf_drops_source` says which).
+    #[serde(default)]
+    pub rcvbuf_drops: Option<u64>,
     /// The model's own settings (ring sizes, limits), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+}
+
+fn tcp() -> String {
+    "tcp".into()
 }
 
 /// Server-wide counters, touched on accept and close only.
@@ -56,6 +82,8 @@ pub(crate) struct Shared {
     peak_open: AtomicU64,
     accept_errors: AtomicU64,
     loops: Mutex<Vec<Arc<LoopCounters>>>,
+    /// UDP: one kernel drop count per socket (clones of one socket share theirs).
+    socket_drops: Mutex<Vec<Arc<AtomicU64>>>,
     settings: Mutex<BTreeMap<String, String>>,
 }
 
@@ -82,6 +110,17 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .push(counters.clone());
         counters
+    }
+
+    /// A kernel drop count for one more UDP socket (highest value seen, see
+    /// [`ServerStats::rcvbuf_drops`]).
+    pub(crate) fn new_socket_drops(&self) -> Arc<AtomicU64> {
+        let drops = Arc::new(AtomicU64::new(0));
+        self.socket_drops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(drops.clone());
+        drops
     }
 
     /// Records a model-specific setting for the stats.
@@ -122,6 +161,20 @@ impl Shared {
             buffer_size: config.buffer_size,
             backlog: config.backlog,
             accept_mode: config.accept.name().to_string(),
+            proto: config.proto.name().to_string(),
+            datagrams_in: sum(|l| &l.datagrams_in),
+            datagrams_out: sum(|l| &l.datagrams_out),
+            send_drops: sum(|l| &l.send_drops),
+            rcvbuf_drops: (config.proto == Proto::Udp && crate::datagram::COUNTS_DROPS).then(
+                || {
+                    self.socket_drops
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter()
+                        .map(|d| d.load(Relaxed))
+                        .sum()
+                },
+            ),
             settings: {
                 let mut settings = self
                     .settings
@@ -144,6 +197,9 @@ pub(crate) struct LoopCounters {
     bytes_out: AtomicU64,
     buffered: AtomicU64,
     peak_buffered: AtomicU64,
+    datagrams_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    send_drops: AtomicU64,
 }
 
 impl LoopCounters {
@@ -166,6 +222,39 @@ impl LoopCounters {
     #[cfg(test)]
     pub(crate) fn buffered(&self) -> u64 {
         self.buffered.load(Relaxed)
+    }
+
+    /// UDP: one datagram of `n` bytes received (held only until its echo is sent or dropped,
+    /// so it does not count as buffered).
+    #[inline]
+    pub(crate) fn datagram_in(&self, n: usize) {
+        self.datagrams_in.fetch_add(1, Relaxed);
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    /// UDP: one echo of `n` bytes sent.
+    #[inline]
+    pub(crate) fn datagram_out(&self, n: usize) {
+        self.datagrams_out.fetch_add(1, Relaxed);
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// UDP: one echo dropped (the send failed).
+    #[inline]
+    pub(crate) fn send_drop(&self) {
+        self.send_drops.fetch_add(1, Relaxed);
+    }
+
+    /// Datagrams received so far (tests).
+    #[cfg(test)]
+    pub(crate) fn datagrams_in_now(&self) -> u64 {
+        self.datagrams_in.load(Relaxed)
+    }
+
+    /// Echoes dropped so far (tests).
+    #[cfg(test)]
+    pub(crate) fn send_drops_now(&self) -> u64 {
+        self.send_drops.load(Relaxed)
     }
 
     /// A connection closed while still holding `n` bytes (reset by peer, stop).

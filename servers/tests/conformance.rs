@@ -8,14 +8,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::sync::RwLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use libtest_mimic::{Arguments, Failed, Trial};
-use servers::{AcceptMode, Model};
+use servers::{AcceptMode, Model, Proto};
 
 type Scenario = fn(Model, Variant) -> Result<(), Failed>;
 
@@ -56,6 +56,23 @@ const SPIN: &[&str] = &[
     "settings_record_the_wait",
 ];
 
+/// The UDP scenarios (`serve --proto udp`), for every model that lists UDP; named `udp_*`.
+const UDP_SCENARIOS: &[(&str, Scenario)] = &[
+    ("udp_sizes_1b_512b_65507b", udp_sizes),
+    ("udp_zero_length", udp_zero_length),
+    ("udp_burst_1000", udp_burst),
+    ("udp_100_sockets", udp_100_sockets),
+    ("udp_stop_within_1s", udp_stop),
+    ("udp_stats", udp_stats),
+];
+
+/// The UDP scenarios several loops (and a busy-polling one) run.
+const UDP_MULTI_LOOP: &[&str] = &[
+    "udp_sizes_1b_512b_65507b",
+    "udp_100_sockets",
+    "udp_stop_within_1s",
+];
+
 /// `select` refuses descriptors numbered 1024 and up, and descriptor numbers are process-wide:
 /// its 500-connection case (1,000 descriptors with the clients) runs while no other trial
 /// holds any, so what it measures is the model, not its neighbours.
@@ -79,6 +96,7 @@ fn main() {
             variants.push(TWO_LOOPS_HANDOFF);
         }
         variants.push(ONE_LOOP_SPIN);
+        udp_trials(model, &mut trials);
         for variant in variants {
             for &(name, scenario) in SCENARIOS {
                 if variant.threads > 1 && !MULTI_LOOP.contains(&name) {
@@ -113,6 +131,46 @@ fn main() {
         }
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The UDP trials of `model`: every variant it runs (blocking too: UDP gives it
+/// `--threads` receiving threads), ignored with the reason where it does not serve UDP.
+fn udp_trials(model: Model, trials: &mut Vec<Trial>) {
+    let mut variants = vec![ONE_LOOP];
+    if AcceptMode::ReusePort.is_supported() {
+        variants.push(TWO_LOOPS);
+    }
+    variants.push(TWO_LOOPS_HANDOFF);
+    variants.push(ONE_LOOP_SPIN);
+    for variant in variants {
+        for &(name, scenario) in UDP_SCENARIOS {
+            if (variant.threads > 1 || variant.busy_poll) && !UDP_MULTI_LOOP.contains(&name) {
+                continue;
+            }
+            let trial_name = format!("{model}/{}/{name}", variant.name);
+            let runs_here = model
+                .availability()
+                .map_err(|e| e.reason)
+                .and_then(|()| {
+                    model
+                        .serves(Proto::Udp)
+                        .map_err(|why| format!("no udp: {why}"))
+                })
+                .and_then(|()| match (variant.busy_poll, model.busy_poll()) {
+                    (true, Err(why)) => Err(format!("refuses busy-poll: {why}")),
+                    _ => Ok(()),
+                });
+            trials.push(match runs_here {
+                Ok(()) => Trial::test(trial_name, move || {
+                    let _shared = ALONE.read().unwrap_or_else(|e| e.into_inner());
+                    scenario(model, variant)
+                }),
+                Err(reason) => Trial::test(trial_name, || Ok(()))
+                    .with_ignored_flag(true)
+                    .with_kind(format!("unavailable: {reason}")),
+            });
+        }
+    }
 }
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
@@ -454,5 +512,211 @@ fn stop_within_1s(model: Model, variant: Variant) -> Result<(), Failed> {
     first.set_read_timeout(Some(Duration::from_secs(5)))?;
     check(matches!(first.read(&mut buf), Ok(0) | Err(_)), || {
         "idle client still connected after stop".into()
+    })
+}
+
+/// Sends `data` on `sock` and waits for one datagram back; it must be `data`.
+fn udp_round_trip(sock: &UdpSocket, data: &[u8], what: &str) -> Result<(), Failed> {
+    sock.send(data)?;
+    let mut buf = vec![0u8; 65_536];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| format!("{what}: no echo of {} B: {e}", data.len()))?;
+    assert_same(&buf[..n], data, what);
+    Ok(())
+}
+
+fn udp_sizes(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start_udp(model, variant);
+    let sock = udp_client(server.local_addr());
+    let (mut rng, seed) = Rng::from_time();
+    for size in [1, 512, 65_507] {
+        udp_round_trip(&sock, &rng.bytes(size), &format!("{size} B (seed {seed})"))?;
+    }
+    let stats = server.stop()?;
+    check(stats.bytes_in == 1 + 512 + 65_507, || {
+        format!("bytes_in {} after 3 datagrams", stats.bytes_in)
+    })
+}
+
+fn udp_zero_length(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start_udp(model, variant);
+    let sock = udp_client(server.local_addr());
+    udp_round_trip(&sock, &[], "zero-length datagram")?;
+    // And the server still serves after it.
+    udp_round_trip(&sock, b"after", "the datagram after an empty one")?;
+    let stats = server.stop()?;
+    check(stats.datagrams_in == 2 && stats.datagrams_out == 2, || {
+        format!(
+            "datagrams in/out {}/{}, want 2/2",
+            stats.datagrams_in, stats.datagrams_out
+        )
+    })
+}
+
+/// 1,000 datagrams sent back to back from one socket. Loss is allowed only where the server
+/// counted it: every datagram sent is either received (`datagrams_in`) or a kernel drop
+/// (`rcvbuf_drops`, Linux), and every one received is echoed or a counted send drop. A
+/// marker datagram sent afterwards (until its echo returns) carries the final drop count,
+/// since the kernel reports it only with a datagram the server receives.
+fn udp_burst(model: Model, variant: Variant) -> Result<(), Failed> {
+    const BURST: usize = 1000;
+    let server = start_udp(model, variant);
+    let sock = udp_client(server.local_addr());
+    socket2::SockRef::from(&sock).set_recv_buffer_size(4 << 20)?;
+    for i in 0..BURST {
+        sock.send(&(i as u32).to_le_bytes().repeat(16))?;
+    }
+    let mut seen = vec![false; BURST];
+    let mut buf = [0u8; 256];
+    sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut markers = 0;
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(4) if buf[..4] == *b"mark" => break,
+            Ok(64) => {
+                let i = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+                check(i < BURST && !seen[i], || {
+                    format!("echo {i} unexpected or twice")
+                })?;
+                check(buf[..64] == (i as u32).to_le_bytes().repeat(16)[..], || {
+                    format!("echo {i} altered")
+                })?;
+                seen[i] = true;
+            }
+            Ok(n) => return Err(format!("an echo of {n} B that was never sent").into()),
+            Err(_) => {
+                markers += 1;
+                check(markers <= 40, || "the marker never came back (20 s)".into())?;
+                sock.send(b"mark")?;
+            }
+        }
+    }
+    let echoed = seen.iter().filter(|s| **s).count();
+    let stats = server.stop()?;
+    let sent = (BURST + markers) as u64;
+    if let Some(drops) = stats.rcvbuf_drops {
+        check(stats.datagrams_in + drops == sent, || {
+            format!(
+                "sent {sent}, the server received {} and counted {drops} kernel drops",
+                stats.datagrams_in
+            )
+        })?;
+    } else {
+        check(stats.datagrams_in <= sent, || {
+            "received more than sent".into()
+        })?;
+    }
+    check(
+        stats.datagrams_out + stats.send_drops == stats.datagrams_in,
+        || {
+            format!(
+                "received {}, echoed {} + dropped {}",
+                stats.datagrams_in, stats.datagrams_out, stats.send_drops
+            )
+        },
+    )?;
+    // Strictly fewer: the marker's echo was sent too.
+    check((echoed as u64) < stats.datagrams_out, || {
+        format!(
+            "{echoed} echoes came back but the server sent {}",
+            stats.datagrams_out
+        )
+    })?;
+    check(echoed > 0, || "no echo of the burst came back".into())
+}
+
+/// 100 sockets at once: each sends its own datagram, and each gets back its own.
+fn udp_100_sockets(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start_udp(model, variant);
+    let socks: Vec<UdpSocket> = (0..100).map(|_| udp_client(server.local_addr())).collect();
+    for (i, s) in socks.iter().enumerate() {
+        s.send(format!("socket {i}").as_bytes())?;
+    }
+    let mut buf = [0u8; 64];
+    for (i, s) in socks.iter().enumerate() {
+        let n = s
+            .recv(&mut buf)
+            .map_err(|e| format!("socket {i}: no echo: {e}"))?;
+        let want = format!("socket {i}");
+        check(&buf[..n] == want.as_bytes(), || {
+            format!("socket {i} got {:?}", String::from_utf8_lossy(&buf[..n]))
+        })?;
+    }
+    let stats = server.stop()?;
+    check(stats.datagrams_out == 100, || {
+        format!("datagrams_out {}", stats.datagrams_out)
+    })
+}
+
+fn udp_stop(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start_udp(model, variant);
+    let sock = udp_client(server.local_addr());
+    udp_round_trip(&sock, b"before stop", "echo before stop")?;
+    // Datagrams still arriving while it stops must not keep it up.
+    let addr = server.local_addr();
+    let flood = std::thread::spawn(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            let _ = s.send_to(&[7u8; 512], addr);
+        }
+    });
+    thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    let stats = server.stop()?;
+    let took = t.elapsed();
+    flood.join().expect("flood thread");
+    check(took < Duration::from_secs(1), || {
+        format!("stop took {took:?}")
+    })?;
+    check(stats.datagrams_in >= 1, || "nothing counted".into())
+}
+
+/// The stats of a known exchange: exact counts, the protocol, no connections, and the socket
+/// buffers the kernel granted for the ones asked.
+fn udp_stats(model: Model, variant: Variant) -> Result<(), Failed> {
+    let server = start_udp_with(model, variant, |c| {
+        c.rcvbuf = Some(256 * 1024);
+        c.sndbuf = Some(128 * 1024);
+    });
+    let sock = udp_client(server.local_addr());
+    for size in [10, 20, 30] {
+        udp_round_trip(&sock, &vec![9u8; size], "stats exchange")?;
+    }
+    let stats = server.stop()?;
+    check(stats.proto == "udp", || format!("proto {}", stats.proto))?;
+    check(
+        (stats.datagrams_in, stats.datagrams_out, stats.send_drops) == (3, 3, 0),
+        || {
+            format!(
+                "datagrams in/out/send_drops {}/{}/{}, want 3/3/0",
+                stats.datagrams_in, stats.datagrams_out, stats.send_drops
+            )
+        },
+    )?;
+    check((stats.bytes_in, stats.bytes_out) == (60, 60), || {
+        format!("bytes in/out {}/{}", stats.bytes_in, stats.bytes_out)
+    })?;
+    check(stats.accepted == 0 && stats.open == 0, || {
+        "UDP has no connections to count".into()
+    })?;
+    check(
+        stats.rcvbuf_drops.is_some() == cfg!(target_os = "linux"),
+        || format!("rcvbuf_drops {:?}", stats.rcvbuf_drops),
+    )?;
+    let granted = |key: &str| -> usize {
+        stats
+            .settings
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    check(
+        granted("rcvbuf") >= 256 * 1024 && granted("sndbuf") >= 128 * 1024,
+        || format!("granted buffers in settings: {:?}", stats.settings),
+    )?;
+    check(stats.settings.contains_key("rcvbuf_drops_source"), || {
+        "settings do not say where drops are counted".into()
     })
 }

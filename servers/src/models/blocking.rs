@@ -6,6 +6,11 @@
 //! connecting to it and ends client threads with `shutdown`, on a shared `Arc<TcpStream>` so no
 //! descriptor is duplicated. Client threads get small stacks (the buffer is on the heap), so
 //! thousands of them fit.
+//!
+//! UDP (`--proto udp`): no clients to give threads to; each of `--threads` threads blocks in
+//! `recvfrom` on its socket and sends every datagram straight back. Stop shuts the socket's
+//! receive side (Linux wakes a blocked `recvfrom` that way) and sends it an empty datagram
+//! (which wakes it everywhere else).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -15,6 +20,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint, transient};
 use crate::listen::{Incoming, blocking_accept_error, wake_blocking_accept};
 use crate::stats::{LoopCounters, Shared};
 
@@ -139,6 +145,39 @@ fn echo(stream: &TcpStream, buffer: usize, counters: &LoopCounters) {
         if off < n {
             counters.dropped(n - off);
             return;
+        }
+    }
+}
+
+/// One thread blocking in `recvfrom` on its socket until stop.
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    endpoint.socket.set_nonblocking(false)?;
+    let counters = ctx.shared.new_loop();
+    let wake = endpoint.socket.try_clone()?;
+    let mut target = wake.local_addr()?;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    ctx.stop.on_stop(move || {
+        let _ = socket2::SockRef::from(&wake).shutdown(Shutdown::Read);
+        let _ = wake.send_to(&[], target);
+    });
+    let mut echo = Echo::new();
+    ctx.ready();
+    loop {
+        let got = echo.receive(&endpoint.socket);
+        // Whatever woke the receive after a stop (the shutdown's empty return, the wake-up
+        // datagram) is not a client's datagram.
+        if ctx.stop.is_stopped() {
+            return Ok(());
+        }
+        match got {
+            Ok(got) => echo.answer(&endpoint.socket, got, &endpoint.drops, &counters),
+            Err(e) if transient(&e) => {}
+            Err(e) => return Err(e),
         }
     }
 }

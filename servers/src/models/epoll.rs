@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint};
 use crate::listen::Incoming;
 use crate::stats::Shared;
 use crate::sys::timeout_ms;
@@ -46,6 +47,36 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         incoming,
         ctx,
     )
+}
+
+/// One UDP loop: the socket registered once, edge-triggered, for reading only (an echo that
+/// cannot be sent is dropped, so nothing ever waits to write); each event drains it.
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    const SOCKET: u64 = 0;
+    let epoll = Epoll::new()?;
+    let wake = EventFd::new()?;
+    epoll.add(wake.0.as_raw_fd(), libc::EPOLLIN as u32, WAKER)?;
+    endpoint.socket.set_nonblocking(true)?;
+    let interest = (libc::EPOLLIN | libc::EPOLLET) as u32;
+    epoll.add(endpoint.socket.as_raw_fd(), interest, SOCKET)?;
+    ctx.stop.on_stop(wake.waker()?);
+    let counters = ctx.shared.new_loop();
+    let mut echo = Echo::new();
+    let mut events = Vec::with_capacity(EVENTS);
+    let timeout = if ctx.config.busy_poll { 0 } else { -1 };
+    ctx.ready();
+    // Datagrams may have arrived between bind and registration: drain once before waiting.
+    echo.drain(&endpoint.socket, &endpoint.drops, &counters)?;
+    while !ctx.stop.is_stopped() {
+        epoll.wait(&mut events, timeout)?;
+        for ev in &events {
+            match ev.u64 {
+                WAKER => wake.drain(),
+                _ => echo.drain(&endpoint.socket, &endpoint.drops, &counters)?,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One loop's epoll instance, its eventfd and its event buffer.

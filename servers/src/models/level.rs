@@ -4,6 +4,8 @@
 //! APIs cost, and what the comparison is meant to show), waits, then drives the ready
 //! connections through the shared state machine. The wait itself is a [`Backend`]: `poll(2)`,
 //! `select(2)`, and later Winsock's `WSAPoll`/`select`, each a small module of raw calls.
+//!
+//! UDP ([`run_udp`]) uses the same backends over two entries: the wake-up and the socket.
 
 use std::io;
 use std::net::TcpStream;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use crate::conn::{Conn, Status};
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint};
 use crate::listen::{Incoming, Pacer, prepare_nonblocking};
 use crate::sys::{RawSock, raw};
 use crate::wake::WakeSocket;
@@ -110,6 +113,34 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
     }
     for (conn, _) in conns {
         conn.close(&counters, &ctx.shared);
+    }
+    Ok(())
+}
+
+/// Runs one level-triggered UDP loop until stop: each turn watches the wake-up socket and the
+/// datagram socket for reading (never for writing: an echo that cannot be sent is dropped,
+/// see `datagram`), then echoes what the socket holds.
+pub(crate) fn run_udp(mut backend: impl Backend, endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    let counters = ctx.shared.new_loop();
+    let wake = WakeSocket::new()?;
+    for sock in [raw(wake.socket()), raw(&endpoint.socket)] {
+        backend.admits(sock).map_err(io::Error::other)?;
+    }
+    ctx.stop.on_stop(wake.waker());
+    endpoint.socket.set_nonblocking(true)?;
+    let mut echo = Echo::new();
+    ctx.ready();
+    while !ctx.stop.is_stopped() {
+        backend.clear();
+        backend.add(raw(wake.socket()), true, false);
+        backend.add(raw(&endpoint.socket), true, false);
+        backend.wait(ctx.config.busy_poll.then_some(Duration::ZERO))?;
+        if backend.is_ready(0) {
+            wake.drain();
+        }
+        if backend.is_ready(1) {
+            echo.drain(&endpoint.socket, &endpoint.drops, &counters)?;
+        }
     }
     Ok(())
 }

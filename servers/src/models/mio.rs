@@ -14,6 +14,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint};
 use crate::listen::{Incoming, prepare_nonblocking};
 use crate::stats::Shared;
 
@@ -34,6 +35,40 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         incoming,
         ctx,
     )
+}
+
+/// One UDP loop: mio's `UdpSocket` registered once for reading; each event drains it (its
+/// receives go through mio's `try_io`, so the Windows backend re-arms on `WouldBlock`).
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    const SOCKET: Token = Token(0);
+    let mut poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    ctx.stop.on_stop(move || {
+        let _ = waker.wake();
+    });
+    let Endpoint { socket, drops } = endpoint;
+    socket.set_nonblocking(true)?;
+    let mut socket = mio::net::UdpSocket::from_std(socket);
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let counters = ctx.shared.new_loop();
+    let mut echo = Echo::new();
+    let mut events = Events::with_capacity(64);
+    let timeout = ctx.config.busy_poll.then_some(Duration::ZERO);
+    ctx.ready();
+    echo.drain(&socket, &drops, &counters)?;
+    while !ctx.stop.is_stopped() {
+        match poll.poll(&mut events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => result?,
+        }
+        for ev in events.iter() {
+            if ev.token() == SOCKET {
+                echo.drain(&socket, &drops, &counters)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One loop's `Poll`, its waker and its event buffer.

@@ -19,6 +19,13 @@
 //! - reports ready (`Ctx::ready`) only once it will accept, and on [`Stop`](crate::Stop) closes
 //!   every connection, updates the counters and returns promptly.
 //!
+//! With `--proto udp` ([`Proto::Udp`]) the contract is the datagram one instead: every datagram
+//! is sent back once to the address it came from, unchanged (zero-length included, up to
+//! 65,507 B); an echo that cannot be sent at once is dropped and counted (`send_drops`),
+//! never retried or waited for; what the kernel dropped on the receive side is counted where
+//! the OS says (`rcvbuf_drops`); stop is as prompt as for TCP. The shared half is
+//! [`datagram`](crate::datagram); each model keeps its UDP loop next to its TCP one.
+//!
 //! Readiness models share [`conn`](crate::conn)'s state machine; completion models (io_uring,
 //! IOCP) share [`completion`](crate::completion)'s instead (a buffer lent to the kernel comes
 //! back only with its completion; stop cancels and drains before anything is freed), and plug
@@ -42,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{AcceptMode, Config, ConfigError, UringOptions};
 use crate::ctx::{Ctx, Unsupported, spawn};
+use crate::datagram::Endpoint;
 use crate::listen::Incoming;
 
 mod blocking;
@@ -70,6 +78,10 @@ mod uring {
         pub(crate) fn receive_limit() -> bool {
             false
         }
+    }
+    pub(crate) mod udp {
+        pub(crate) use super::run_udp as run_oneshot;
+        pub(crate) use super::run_udp as run_multishot;
     }
 }
 
@@ -100,6 +112,17 @@ macro_rules! unsupported {
 
         pub(crate) fn run(
             _incoming: crate::listen::Incoming,
+            _ctx: &crate::ctx::Ctx,
+        ) -> std::io::Result<()> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                $reason,
+            ))
+        }
+
+        #[allow(dead_code)]
+        pub(crate) fn run_udp(
+            _endpoint: crate::datagram::Endpoint,
             _ctx: &crate::ctx::Ctx,
         ) -> std::io::Result<()> {
             Err(std::io::Error::new(
@@ -139,20 +162,49 @@ pub enum Model {
 }
 
 /// A transport a model serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Proto {
     /// TCP echo (RFC 862, TCP part): a byte stream per connection.
+    #[default]
     Tcp,
+    /// UDP echo (RFC 862, UDP part): every datagram sent back to its sender unchanged, or
+    /// dropped (and counted) when the send buffer is full.
+    Udp,
 }
 
 impl Proto {
+    /// Every transport, in display order.
+    pub const ALL: &'static [Proto] = &[Proto::Tcp, Proto::Udp];
+
     /// The name used on the command line (`--proto`) and in results.
     pub fn name(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
         }
+    }
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses `tcp` or `udp`; the error lists both.
+impl std::str::FromStr for Proto {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Proto::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("'{s}' is not a protocol (tcp or udp)"))
     }
 }
 
@@ -172,6 +224,26 @@ enum Run {
     PerClient { thread: &'static str, run: ServerFn },
 }
 
+/// One UDP loop's body: echoes the datagrams of its socket until stop.
+type UdpLoopFn = fn(Endpoint, &Ctx) -> io::Result<()>;
+/// A whole UDP server's body on one thread: takes every socket and runs until stop.
+type UdpServerFn = fn(Vec<Endpoint>, &Ctx) -> io::Result<()>;
+
+/// How a model serves UDP (`--proto udp`), if it does. UDP has no accept and no connections:
+/// a loop owns one socket (its own with `SO_REUSEPORT`, or a clone of the one socket).
+enum Udp {
+    /// `--threads` loops, one thread and one socket each.
+    PerSocket(UdpLoopFn),
+    /// `--threads` runtime workers inside one server thread (named `thread`) owning every socket.
+    Workers {
+        thread: &'static str,
+        run: UdpServerFn,
+    },
+    /// It does not serve UDP; `serve --proto udp` refuses it with this reason.
+    #[allow(dead_code)] // every model serves UDP today; `Model::serves` keeps the path
+    Refused(&'static str),
+}
+
 /// Whether a model can busy-poll ([`Config::busy_poll`]): wait with a zero timeout instead of
 /// sleeping. One value per registry row, so enabling it for a model is changing its row.
 enum BusyPoll {
@@ -187,8 +259,8 @@ struct Entry {
     name: &'static str,
     description: &'static str,
     availability: fn() -> Result<(), String>,
-    protocols: &'static [Proto],
     run: Run,
+    udp: Udp,
     busy_poll: BusyPoll,
 }
 
@@ -203,8 +275,10 @@ fn everywhere() -> Result<(), String> {
     Ok(())
 }
 
-/// What every model serves today; UDP models will list `Proto::Udp` here too.
+/// What a model that serves only TCP lists.
 const TCP: &[Proto] = &[Proto::Tcp];
+/// What a model that also serves UDP lists.
+const TCP_UDP: &[Proto] = &[Proto::Tcp, Proto::Udp];
 
 /// Every model, in [`Model`]'s order (checked when this compiles), which is display order.
 const REGISTRY: &[Entry] = &[
@@ -213,11 +287,11 @@ const REGISTRY: &[Entry] = &[
         name: "blocking",
         description: "one OS thread per client, blocking std::net read/write",
         availability: everywhere,
-        protocols: TCP,
         run: Run::PerClient {
             thread: "blocking-accept",
             run: blocking::run,
         },
+        udp: Udp::PerSocket(blocking::run_udp),
         busy_poll: BusyPoll::Refused(
             "each client thread blocks in read(2): there is no wait to give a zero timeout",
         ),
@@ -227,8 +301,8 @@ const REGISTRY: &[Entry] = &[
         name: "select",
         description: "select(2), level-triggered; refuses descriptors >= FD_SETSIZE (1024) per connection",
         availability: select::availability,
-        protocols: TCP,
         run: Run::PerLoop(select::run),
+        udp: Udp::PerSocket(select::run_udp),
         busy_poll: ZERO_TIMEOUT,
     },
     Entry {
@@ -236,8 +310,8 @@ const REGISTRY: &[Entry] = &[
         name: "poll",
         description: "poll(2), level-triggered, pollfd array rebuilt each turn",
         availability: poll::availability,
-        protocols: TCP,
         run: Run::PerLoop(poll::run),
+        udp: Udp::PerSocket(poll::run_udp),
         busy_poll: ZERO_TIMEOUT,
     },
     Entry {
@@ -245,8 +319,8 @@ const REGISTRY: &[Entry] = &[
         name: "epoll",
         description: "raw epoll, edge-triggered, one epoll_ctl per connection lifetime",
         availability: epoll::availability,
-        protocols: TCP,
         run: Run::PerLoop(epoll::run),
+        udp: Udp::PerSocket(epoll::run_udp),
         busy_poll: ZERO_TIMEOUT,
     },
     Entry {
@@ -254,8 +328,8 @@ const REGISTRY: &[Entry] = &[
         name: "mio",
         description: "mio crate (epoll/kqueue/IOCP-AFD), edge-triggered",
         availability: everywhere,
-        protocols: TCP,
         run: Run::PerLoop(mio::run),
+        udp: Udp::PerSocket(mio::run_udp),
         busy_poll: ZERO_TIMEOUT,
     },
     Entry {
@@ -263,8 +337,8 @@ const REGISTRY: &[Entry] = &[
         name: "polling",
         description: "polling crate (smol's reactor), oneshot: re-armed after every event",
         availability: everywhere,
-        protocols: TCP,
         run: Run::PerLoop(polling::run),
+        udp: Udp::PerSocket(polling::run_udp),
         busy_poll: ZERO_TIMEOUT,
     },
     Entry {
@@ -272,8 +346,8 @@ const REGISTRY: &[Entry] = &[
         name: "tokio",
         description: "tokio current-thread runtime, one task per connection",
         availability: everywhere,
-        protocols: TCP,
         run: Run::PerLoop(tokio::run_current_thread),
+        udp: Udp::PerSocket(tokio::run_udp_current_thread),
         busy_poll: BusyPoll::Refused(
             "tokio's runtime chooses its own epoll_wait timeout and has no busy-poll setting",
         ),
@@ -283,10 +357,13 @@ const REGISTRY: &[Entry] = &[
         name: "tokio-mt",
         description: "tokio multi-thread runtime (--threads workers), work-stealing",
         availability: everywhere,
-        protocols: TCP,
         run: Run::Workers {
             thread: "tokio-mt",
             run: tokio::run_multi_thread,
+        },
+        udp: Udp::Workers {
+            thread: "tokio-mt",
+            run: tokio::run_udp_multi_thread,
         },
         busy_poll: BusyPoll::Refused(
             "tokio's runtime chooses its own epoll_wait timeout and has no busy-poll setting",
@@ -297,8 +374,8 @@ const REGISTRY: &[Entry] = &[
         name: "uring",
         description: "io_uring completions, one-shot accept/recv/send, one ring per loop",
         availability: uring::availability,
-        protocols: TCP,
         run: Run::PerLoop(uring::run),
+        udp: Udp::PerSocket(uring::udp::run_oneshot),
         busy_poll: PEEK_COMPLETIONS,
     },
     Entry {
@@ -306,8 +383,8 @@ const REGISTRY: &[Entry] = &[
         name: "uring-multishot",
         description: "io_uring, multishot accept/recv into a shared provided-buffer ring, DEFER_TASKRUN",
         availability: uring::multishot::availability,
-        protocols: TCP,
         run: Run::PerLoop(uring::multishot::run),
+        udp: Udp::PerSocket(uring::udp::run_multishot),
         busy_poll: PEEK_COMPLETIONS,
     },
 ];
@@ -353,9 +430,20 @@ impl Model {
         self.entry().description
     }
 
-    /// The transports it serves (today TCP for every model).
+    /// The transports it serves: TCP always, UDP where its registry row has a UDP loop.
     pub fn protocols(self) -> &'static [Proto] {
-        self.entry().protocols
+        match self.entry().udp {
+            Udp::Refused(_) => TCP,
+            _ => TCP_UDP,
+        }
+    }
+
+    /// Whether the model serves `proto`, and if not, why (its registry row's reason).
+    pub fn serves(self, proto: Proto) -> Result<(), &'static str> {
+        match (proto, &self.entry().udp) {
+            (Proto::Udp, Udp::Refused(reason)) => Err(reason),
+            _ => Ok(()),
+        }
     }
 
     /// Looks a model up by its registry name.
@@ -416,7 +504,18 @@ impl Model {
 
     /// Model-specific limits on the shared config.
     pub(crate) fn check_config(self, config: &Config) -> Result<(), ConfigError> {
-        if matches!(self.entry().run, Run::PerClient { .. }) && config.threads != 1 {
+        if let Err(reason) = self.serves(config.proto) {
+            return Err(ConfigError::ProtoNotServed {
+                model: self.name(),
+                proto: config.proto.name(),
+                reason,
+            });
+        }
+        // UDP has no client threads: `blocking` runs `--threads` threads blocking in recvfrom.
+        if matches!(self.entry().run, Run::PerClient { .. })
+            && config.proto == Proto::Tcp
+            && config.threads != 1
+        {
             return Err(ConfigError::ThreadsNotApplicable(self.name()));
         }
         if config.busy_poll
@@ -497,6 +596,32 @@ impl std::str::FromStr for Model {
     }
 }
 
+/// Starts the model's UDP threads into `threads`, one socket per loop (`endpoints` has
+/// `--threads` entries); each reports ready through `ctx`.
+pub(crate) fn launch_udp(
+    model: Model,
+    endpoints: Vec<Endpoint>,
+    ctx: &Arc<Ctx>,
+    threads: &mut Vec<JoinHandle<io::Result<()>>>,
+) -> io::Result<()> {
+    match model.entry().udp {
+        Udp::PerSocket(per_socket) => {
+            for (i, endpoint) in endpoints.into_iter().enumerate() {
+                threads.push(spawn(
+                    format!("{}-udp-{i}", model.name()),
+                    ctx,
+                    move |ctx| per_socket(endpoint, ctx),
+                )?);
+            }
+        }
+        Udp::Workers { thread, run } => {
+            threads.push(spawn(thread.into(), ctx, move |ctx| run(endpoints, ctx))?);
+        }
+        Udp::Refused(reason) => return Err(io::Error::new(io::ErrorKind::Unsupported, reason)),
+    }
+    Ok(())
+}
+
 /// Starts the model's threads into `threads`; each reports ready through `ctx`.
 pub(crate) fn launch(
     model: Model,
@@ -563,6 +688,11 @@ mod tests {
             assert!(
                 m.protocols().contains(&Proto::Tcp),
                 "{m}: every model serves TCP"
+            );
+            assert_eq!(
+                m.protocols().contains(&Proto::Udp),
+                m.serves(Proto::Udp).is_ok(),
+                "{m}: protocols and serves disagree"
             );
             assert_eq!(
                 first_duplicate(m.protocols()),

@@ -8,6 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use crate::ctx::Ctx;
+use crate::datagram::Endpoint;
 use crate::listen::Incoming;
 use crate::sys::{RawSock, timeout_ms};
 
@@ -19,6 +20,10 @@ pub(crate) fn availability() -> Result<(), String> {
 
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     level::run(Poll { fds: Vec::new() }, incoming, ctx)
+}
+
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    level::run_udp(Poll { fds: Vec::new() }, endpoint, ctx)
 }
 
 struct Poll {

@@ -15,6 +15,7 @@ use polling::{Event, Events, Poller};
 
 use crate::conn::Status;
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint};
 use crate::listen::Incoming;
 use crate::stats::Shared;
 
@@ -35,6 +36,37 @@ pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
         incoming,
         ctx,
     )
+}
+
+/// One UDP loop: the socket registered oneshot for reading, drained and re-armed after every
+/// event (the `modify` per wake-up is this model's cost, as for TCP).
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    const SOCKET: usize = 0;
+    let poller = std::sync::Arc::new(Poller::new()?);
+    let p = poller.clone();
+    ctx.stop.on_stop(move || {
+        let _ = p.notify();
+    });
+    let Endpoint { socket, drops } = endpoint;
+    socket.set_nonblocking(true)?;
+    let socket = Registered::new(&poller, socket, Event::readable(SOCKET))?;
+    let counters = ctx.shared.new_loop();
+    let mut echo = Echo::new();
+    let mut events = Events::new();
+    let timeout = ctx.config.busy_poll.then_some(Duration::ZERO);
+    ctx.ready();
+    while !ctx.stop.is_stopped() {
+        events.clear();
+        match poller.wait(&mut events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => result?,
+        };
+        if events.iter().any(|ev| ev.key == SOCKET) {
+            echo.drain(&*socket, &drops, &counters)?;
+            socket.modify(Event::readable(SOCKET))?;
+        }
+    }
+    Ok(())
 }
 
 /// One loop's poller (shared with its wakers) and its event buffer.

@@ -11,6 +11,7 @@ use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use crate::ctx::Ctx;
+use crate::datagram::Endpoint;
 use crate::listen::Incoming;
 use crate::sys::RawSock;
 
@@ -27,6 +28,10 @@ pub(crate) fn availability() -> Result<(), String> {
 
 pub(crate) fn run(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
     level::run(Select::new(), incoming, ctx)
+}
+
+pub(crate) fn run_udp(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    level::run_udp(Select::new(), endpoint, ctx)
 }
 
 struct Select {

@@ -6,6 +6,10 @@
 //! cancels the accept tasks, which abort their connection tasks; a guard in each connection task
 //! keeps the counters right when it is aborted. No `select!` on the data path: cancellation
 //! costs nothing per read.
+//!
+//! UDP: one task per socket waits for `readable()`, then receives (through `try_io`, which
+//! reads the kernel's drop count too) and answers with `try_send_to` until the socket would
+//! block; a send that would block drops that echo (see `datagram`).
 
 use std::io;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctx::Ctx;
+use crate::datagram::{Echo, Endpoint};
 use crate::listen::{EXHAUSTED_PAUSE, Incoming};
 use crate::stats::{LoopCounters, Shared};
 use crate::sys;
@@ -179,4 +184,52 @@ async fn echo(
             }
         }
     }
+}
+
+/// UDP, `tokio`: one current-thread runtime per socket.
+pub(crate) fn run_udp_current_thread(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
+    let rt = Builder::new_current_thread().enable_all().build()?;
+    serve_udp(rt, vec![endpoint], ctx)
+}
+
+/// UDP, `tokio-mt`: one multi-thread runtime, one task per socket.
+pub(crate) fn run_udp_multi_thread(endpoints: Vec<Endpoint>, ctx: &Ctx) -> io::Result<()> {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(ctx.config.threads)
+        .thread_name("tokio-mt-worker")
+        .enable_all()
+        .build()?;
+    ctx.shared.setting("worker_threads", ctx.config.threads);
+    serve_udp(rt, endpoints, ctx)
+}
+
+fn serve_udp(rt: Runtime, endpoints: Vec<Endpoint>, ctx: &Ctx) -> io::Result<()> {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    ctx.stop.on_stop(move || t.cancel());
+    let counters = ctx.shared.new_loop();
+    rt.block_on(async {
+        let mut tasks = JoinSet::new();
+        for Endpoint { socket, drops } in endpoints {
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::UdpSocket::from_std(socket)?;
+            let (counters, token) = (counters.clone(), token.clone());
+            tasks.spawn(async move {
+                let mut echo = Echo::new();
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return Ok(()),
+                        ready = socket.readable() => ready?,
+                    }
+                    echo.drain(&socket, &drops, &counters)?;
+                }
+            });
+        }
+        ctx.ready();
+        while let Some(done) = tasks.join_next().await {
+            let result: io::Result<()> = done.map_err(io::Error::other)?;
+            result?;
+        }
+        Ok(())
+    })
 }

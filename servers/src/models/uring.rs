@@ -25,6 +25,7 @@
 
 mod bufring;
 pub(crate) mod multishot;
+pub(crate) mod udp;
 
 use std::collections::VecDeque;
 use std::io;

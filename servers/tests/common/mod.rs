@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use servers::{AcceptMode, Config, Model, Server};
+use servers::{AcceptMode, Config, Model, Proto, Server};
 
 /// Every blocking read or write in a test gives up after this (a liveness bound, not a speed
 /// claim).
@@ -65,6 +65,31 @@ pub fn config(variant: Variant) -> Config {
 pub fn start(model: Model, variant: Variant) -> Server {
     Server::start(model, "127.0.0.1:0".parse().unwrap(), &config(variant))
         .unwrap_or_else(|e| panic!("{model} ({}) did not start: {e}", variant.name))
+}
+
+/// Starts `model` serving UDP on 127.0.0.1:0, with `config` changed by `adjust`.
+pub fn start_udp_with(model: Model, variant: Variant, adjust: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config {
+        proto: Proto::Udp,
+        ..config(variant)
+    };
+    adjust(&mut config);
+    Server::start(model, "127.0.0.1:0".parse().unwrap(), &config)
+        .unwrap_or_else(|e| panic!("{model} ({}, udp) did not start: {e}", variant.name))
+}
+
+/// Starts `model` serving UDP on 127.0.0.1:0.
+pub fn start_udp(model: Model, variant: Variant) -> Server {
+    start_udp_with(model, variant, |_| {})
+}
+
+/// A UDP client socket on loopback, connected to `addr` (so it hears only the server), with
+/// bounded reads.
+pub fn udp_client(addr: SocketAddr) -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+    s.connect(addr).expect("connect a UDP socket");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
 }
 
 /// A client socket with `TCP_NODELAY` and bounded reads and writes.

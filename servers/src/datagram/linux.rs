@@ -1,0 +1,144 @@
+//! Linux: `recvmsg` with the `SO_RXQ_OVFL` control message, the socket's exact count of the
+//! datagrams the kernel dropped because its receive buffer was full.
+#![allow(unsafe_code)] // recvmsg(2) and its control buffer: the FFI edge, each with its SAFETY line
+
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::os::fd::AsRawFd;
+
+use socket2::{SockAddr, SockRef};
+
+use super::Received;
+
+/// The kernel's drops are counted here.
+pub(crate) const COUNTS_DROPS: bool = true;
+/// How they are counted, for the stats' settings.
+pub(crate) const DROPS_SOURCE: &str = "SO_RXQ_OVFL";
+
+/// Room for one `SO_RXQ_OVFL` message (a header and a u32), generously aligned.
+const CONTROL: usize = 64;
+
+/// Asks the kernel to attach the socket's drop count to every datagram it delivers.
+pub(crate) fn enable_drop_count(sock: &SockRef<'_>) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a c_int that outlives the call, and its size is passed with it.
+    syscall!(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// One `recvmsg`: the datagram into `buf`, its sender, and the drop count if attached (the
+/// kernel attaches it only once the count is non-zero).
+pub(crate) fn recv(sock: SockRef<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    let mut control = [0u64; CONTROL / 8];
+    let mut len = 0usize;
+    let mut control_len = 0usize;
+    // SAFETY: `try_init` hands a zeroed sockaddr_storage and its length for the call to fill.
+    let ((), from) = unsafe {
+        SockAddr::try_init(|storage, storage_len| {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = MaybeUninit::zeroed().assume_init();
+            msg.msg_name = storage.cast();
+            msg.msg_namelen = *storage_len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = CONTROL as _;
+            // SAFETY (the call): every pointer in `msg` (name, iovec, buffer, control) points
+            // at memory that is live and writable for the lengths given, for this call only.
+            let n = syscall!(libc::recvmsg(sock.as_raw_fd(), &mut msg, 0))?;
+            *storage_len = msg.msg_namelen;
+            len = n as usize;
+            #[allow(clippy::unnecessary_cast)] // socklen_t on some libcs
+            {
+                control_len = msg.msg_controllen as usize;
+            }
+            Ok(())
+        })?
+    };
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::other("recvmsg: the sender is not an IP address"))?;
+    let bytes: Vec<u8> = control
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(control_len.min(CONTROL))
+        .collect();
+    Ok(Received {
+        len,
+        from,
+        drops: control_drops(&bytes),
+    })
+}
+
+/// The `SO_RXQ_OVFL` count in a control buffer (as `recvmsg` or io_uring's
+/// `io_uring_recvmsg_out` return it), read without pointer casts: each message is a
+/// `cmsghdr` {len: size_t, level: int, type: int}, its data aligned to `size_t` after it.
+pub(crate) fn control_drops(control: &[u8]) -> Option<u32> {
+    const WORD: usize = size_of::<usize>();
+    let header = size_of::<libc::cmsghdr>();
+    let mut at = 0;
+    while at + header <= control.len() {
+        let word = |i: usize| control.get(i..i + WORD);
+        let int = |i: usize| -> Option<i32> {
+            Some(i32::from_ne_bytes(control.get(i..i + 4)?.try_into().ok()?))
+        };
+        let len = usize::from_ne_bytes(word(at)?.try_into().ok()?);
+        let (level, kind) = (int(at + WORD)?, int(at + WORD + 4)?);
+        if len < header {
+            return None;
+        }
+        if level == libc::SOL_SOCKET && kind == libc::SO_RXQ_OVFL {
+            let data = at + header.next_multiple_of(WORD);
+            return Some(u32::from_ne_bytes(
+                control.get(data..data + 4)?.try_into().ok()?,
+            ));
+        }
+        at += len.next_multiple_of(WORD);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drop_count_is_found_among_other_messages() {
+        let mut buf = Vec::new();
+        let push = |buf: &mut Vec<u8>, level: i32, kind: i32, data: &[u8]| {
+            let len = size_of::<libc::cmsghdr>() + data.len();
+            buf.extend_from_slice(&len.to_ne_bytes());
+            buf.extend_from_slice(&level.to_ne_bytes());
+            buf.extend_from_slice(&kind.to_ne_bytes());
+            buf.extend_from_slice(data);
+            while buf.len() % 8 != 0 {
+                buf.push(0);
+            }
+        };
+        push(&mut buf, libc::SOL_IP, libc::IP_TTL, &64i32.to_ne_bytes());
+        assert_eq!(control_drops(&buf), None);
+        push(
+            &mut buf,
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            &7u32.to_ne_bytes(),
+        );
+        assert_eq!(control_drops(&buf), Some(7));
+        assert_eq!(
+            control_drops(&buf[..5]),
+            None,
+            "a cut buffer is not misread"
+        );
+    }
+}

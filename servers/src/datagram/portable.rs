@@ -1,0 +1,38 @@
+//! Everywhere but Linux: a plain `recvfrom`; the OS offers no per-socket drop count
+//! (`SO_RXQ_OVFL` is Linux's), so `rcvbuf_drops` is `null` in the stats.
+#![allow(unsafe_code)] // one slice cast for socket2's recv_from: the FFI edge, with its SAFETY line
+
+use std::io;
+use std::mem::MaybeUninit;
+
+use socket2::SockRef;
+
+use super::Received;
+
+/// The kernel's drops are not counted here.
+pub(crate) const COUNTS_DROPS: bool = false;
+/// Said in the stats' settings.
+pub(crate) const DROPS_SOURCE: &str = "none (SO_RXQ_OVFL is Linux only)";
+
+/// Nothing to enable.
+pub(crate) fn enable_drop_count(_sock: &SockRef<'_>) -> io::Result<()> {
+    Ok(())
+}
+
+/// One `recvfrom`.
+pub(crate) fn recv(sock: SockRef<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: MaybeUninit<u8> has u8's layout, and recv_from only writes initialised bytes
+    // into an already initialised buffer.
+    let uninit = unsafe {
+        std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<MaybeUninit<u8>>(), buf.len())
+    };
+    let (len, from) = sock.recv_from(uninit)?;
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::other("recvfrom: the sender is not an IP address"))?;
+    Ok(Received {
+        len,
+        from,
+        drops: None,
+    })
+}
