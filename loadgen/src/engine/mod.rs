@@ -15,6 +15,8 @@
 //! and the interval grid ([`schedule`]), the owed arrivals ([`arrivals`]), a worker's live 1 s
 //! intervals ([`intervals`]), what one measured completion records ([`record`]), the give-up
 //! clock of a request-count run ([`stall`]), and the classification of failures ([`errors`]).
+//! UDP runs replace the TCP worker with the UDP worker ([`mod@udp`]) over the same machinery:
+//! its datagrams' wire format and fates are [`datagram`], its receive call [`rxq`].
 //!
 //! This module is the entry ([`run`]) and the one histogram shape every thread records into, so
 //! that merging is exact. It deliberately does not format, print or write files; it returns a
@@ -24,6 +26,7 @@ mod arrivals;
 mod assemble;
 mod collect;
 mod conn;
+mod datagram;
 mod errors;
 mod intervals;
 mod margin;
@@ -31,9 +34,11 @@ mod mode;
 mod msg;
 mod pipe;
 mod record;
+mod rxq;
 mod schedule;
 mod stall;
 mod startup;
+mod udp;
 mod verdict;
 mod worker;
 
@@ -125,7 +130,8 @@ fn run_with(w: &Workload, stop: &Stop, hooks: &Hooks, inject: Inject) -> Result<
         let go = startup::timeline(w);
         let wall_t0 = SystemTime::now() + startup::START_LEAD;
         launched.go(go);
-        let collected = collect::collect(&rx, threads, go, hooks);
+        let udp = w.options().proto == crate::Proto::Udp;
+        let collected = collect::collect(&rx, threads, go, hooks, udp);
         let mut outcomes = Vec::with_capacity(threads);
         for h in launched.handles {
             match h.join() {
