@@ -138,8 +138,9 @@ pub struct Udp {
     pub received: u64,
     /// Of those, the ones with no echo within `timeout`.
     pub lost: u64,
-    /// Sent in the last `timeout` of a duration run and neither answered nor timed out when it
-    /// ended: their fate is unknown, so they are in neither `received` nor `lost`.
+    /// Neither answered nor past their timeout when the run ended: 0 unless the run was
+    /// stopped (a duration run stops sending at its deadline and drains for at most `timeout`
+    /// until every datagram's fate is known). In neither `received` nor `lost`.
     pub in_flight: u64,
     /// Further echoes of a datagram already answered (each extra copy counts once).
     pub duplicated: u64,

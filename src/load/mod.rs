@@ -67,7 +67,13 @@ pub fn run(args: LoadArgs) -> CliResult {
         iomodels::explain::check_pid(pid)
             .map_err(|e| CliError::usage(anyhow!("--pid {pid}: {e}")))?;
     }
-    let addr = choose(&args.addr, &addrs, args.timeout)?;
+    let udp = args.proto == Some(loadgen::Proto::Udp);
+    // Nothing accepts a UDP "connection" to choose by: the first address is loaded, and the
+    // generator's own probe datagram finds out whether anything answers there.
+    let addr = match (udp, addrs.first()) {
+        (true, Some(first)) => *first,
+        _ => choose(&args.addr, &addrs, args.timeout)?,
+    };
     let workload = args.workload(addr).map_err(CliError::usage)?;
     let o = workload.options();
 
@@ -119,6 +125,11 @@ pub fn run(args: LoadArgs) -> CliResult {
     }
     let report = match result {
         Ok(r) => r,
+        Err(LoadError::Refused { addr }) if udp => {
+            return Err(CliError::runtime(anyhow!(
+                "{addr} refused the UDP probe (ICMP port unreachable): is a UDP server listening? (start one with iomodels serve MODEL --proto udp)"
+            )));
+        }
         Err(LoadError::Refused { addr }) => {
             return Err(CliError::runtime(anyhow!(
                 "connection refused by {addr}: is a server listening? (start one with iomodels serve MODEL)"
@@ -150,6 +161,15 @@ pub fn run(args: LoadArgs) -> CliResult {
 
     if report.interrupted {
         return Ok(ExitCode::from(exit::INTERRUPTED));
+    }
+    if let (0, Some(u)) = (report.requests, &report.udp) {
+        return Err(CliError::runtime(anyhow!(
+            "no datagram answered by {} ({} sent, {} lost, {} errors)",
+            report.workload.addr,
+            u.sent,
+            u.lost,
+            report.errors.total
+        )));
     }
     if report.requests == 0 {
         return Err(CliError::runtime(anyhow!(

@@ -301,4 +301,54 @@ mod tests {
             r.warnings
         );
     }
+
+    /// A UDP echo server on its own thread, for as long as the test process lives.
+    fn udp_echo_server() -> std::net::SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_udp_generator_that_sends_late_is_saturated() {
+        // The same injected lateness as for TCP: UDP open loop is judged by the same rule, on
+        // what it sent (a datagram the server lost was still sent on time).
+        let mut o = crate::Options::new(udp_echo_server());
+        o.proto = crate::Proto::Udp;
+        o.connections = 2;
+        o.rate = Some(200.0);
+        o.duration = Some(Duration::from_millis(1000));
+        o.warmup = Duration::from_millis(200);
+        o.timeout = Duration::from_millis(500);
+        let late = |by: u64| {
+            run_with(
+                &o.clone().validate().unwrap(),
+                &Stop::new(),
+                &Hooks::default(),
+                Inject {
+                    late_by: Duration::from_micros(by),
+                    ..Inject::REAL
+                },
+            )
+            .unwrap()
+        };
+        let r = late(800);
+        assert!(r.send_lag_us.as_ref().unwrap().p50 >= 800.0);
+        assert!(r.saturated, "{:?}", r.warnings);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("saturated: the generator sent late")),
+            "{:?}",
+            r.warnings
+        );
+        let u = r.udp.unwrap();
+        assert!(u.sent >= 150, "{u:?}");
+    }
 }

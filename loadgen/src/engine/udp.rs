@@ -12,6 +12,10 @@
 //! time out as a whole. A datagram with no echo within `timeout` is lost and frees its slot
 //! (closed loop); the socket goes on.
 //!
+//! A duration run stops sending at its deadline and then drains: it keeps reading until every
+//! datagram in flight is answered or past its timeout (at most `timeout` more), so every
+//! measured datagram's fate is known and loss in the last seconds is not hidden as "in flight".
+//!
 //! Timestamps follow the contract: closed loop, immediately before the `send` call; open loop,
 //! the intended send time (the actual one feeds the uncorrected histogram and the send lag);
 //! the end is when the `recv` that returned the echo returns. A send that would block (full
@@ -111,6 +115,11 @@ struct UdpWorker<'a> {
     share: Option<u64>,
     issued: u64,
     window_open: bool,
+    /// Past the deadline: nothing more is sent; echoes of what is in flight are still taken
+    /// until each is answered or its timeout has passed.
+    draining: bool,
+    /// Closed loop: the sockets got their first datagrams.
+    started: bool,
     tally: Udp,
     out: Outcome,
     intervals: Intervals,
@@ -251,6 +260,8 @@ pub(super) fn worker(
         share: plan.share,
         issued: 0,
         window_open: false,
+        draining: false,
+        started: false,
         tally: Udp::default(),
         out,
         intervals,
@@ -317,7 +328,6 @@ fn probe(addr: SocketAddr, wait: Duration) -> io::Result<bool> {
 impl UdpWorker<'_> {
     fn run(&mut self, stop: &Stop) {
         let mut next_tick = Instant::now();
-        let mut started = false;
         loop {
             let now = Instant::now();
             if self.ends(now, stop) {
@@ -334,8 +344,11 @@ impl UdpWorker<'_> {
                 self.maintain(now);
                 next_tick = now + TICK;
             }
-            if !started {
-                started = true;
+            // Closed loop starts at the timeline's start, not when this thread got the
+            // timeline (up to START_LEAD earlier): with no warm-up, the first datagrams then
+            // are in the window.
+            if !self.started && now >= self.go.t0 {
+                self.started = true;
                 if self.open.is_none() {
                     for i in 0..self.socks.len() {
                         self.fill(i, now);
@@ -358,19 +371,24 @@ impl UdpWorker<'_> {
         }
     }
 
-    /// Stopped, past the deadline, or (a request-count run) its share sent and every datagram
-    /// settled, answered or lost: a silent server ends the run one `timeout` after the last send.
+    /// Stopped; or past the deadline (a duration run) and drained: every datagram sent answered
+    /// or past its timeout; or (a request-count run) its share sent and every datagram settled.
+    /// So the fate of every measured datagram is known when the run ends (`in_flight` is 0
+    /// unless it was stopped), and a silent server ends the run one `timeout` after the last
+    /// send, never later.
     fn ends(&mut self, now: Instant, stop: &Stop) -> bool {
         if stop.is_stopped() {
             self.out.interrupted = true;
             return true;
         }
-        if self.go.end.is_some_and(|e| now >= e) {
-            return true;
+        let settled = self.socks.iter().all(|k| k.ledger.outstanding() == 0);
+        if let Some(end) = self.go.end
+            && now >= end
+        {
+            self.draining = true;
+            return settled || now >= end + self.o.timeout;
         }
-        self.share.is_some_and(|s| {
-            self.issued >= s && self.socks.iter().all(|k| k.ledger.outstanding() == 0)
-        }) || self.socks.is_empty()
+        self.share.is_some_and(|s| self.issued >= s && settled) || self.socks.is_empty()
     }
 
     fn measured(&self, t: Instant) -> bool {
@@ -404,11 +422,14 @@ impl UdpWorker<'_> {
             return Duration::ZERO;
         }
         let mut wake = next_tick.min(self.intervals.next_boundary());
+        if !self.started {
+            wake = wake.min(self.go.t0);
+        }
         if let Some(e) = self.go.end {
-            wake = wake.min(e);
+            wake = wake.min(if self.draining { e + self.o.timeout } else { e });
         }
         let timeout = wake.saturating_duration_since(now);
-        let Some(open) = &self.open else {
+        let Some(open) = self.open.as_ref().filter(|_| !self.draining) else {
             return timeout;
         };
         let next = open.arrivals.next();
@@ -476,7 +497,8 @@ impl UdpWorker<'_> {
     /// Closed loop: top socket `i` up to `depth` datagrams in flight.
     fn fill(&mut self, i: usize, now: Instant) {
         let measured = self.measured(now);
-        while self.socks[i].can_send()
+        while !self.draining
+            && self.socks[i].can_send()
             && self.socks[i].ledger.outstanding() < self.o.depth
             && self.allows(measured)
         {
@@ -489,6 +511,9 @@ impl UdpWorker<'_> {
     /// Open loop: send owed datagrams, at most [`ARRIVAL_BATCH`] this turn, each on the next
     /// socket that can send.
     fn send_due(&mut self, mut now: Instant) {
+        if self.draining {
+            return;
+        }
         for _ in 0..ARRIVAL_BATCH {
             let Some(open) = &self.open else { return };
             let intended = match open.arrivals.due(now) {
@@ -662,6 +687,14 @@ impl UdpWorker<'_> {
             self.out.uncorrected.saturating_record(u);
             uncorrected = Some(u);
         }
+        self.out.requests += 1;
+        self.out.last_completion = Some(t_end);
+        if self.draining {
+            // After the window: in the run's totals, but no 1 s interval of the `.hlog` is
+            // past the window's end.
+            self.out.corrected.saturating_record(latency);
+            return;
+        }
         record::completion(
             &mut self.out.corrected,
             &mut self.intervals,
@@ -669,8 +702,6 @@ impl UdpWorker<'_> {
             latency,
             uncorrected,
         );
-        self.out.requests += 1;
-        self.out.last_completion = Some(t_end);
     }
 
     fn count_error(&mut self, kind: Kind, now: Instant) {
