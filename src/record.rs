@@ -264,6 +264,10 @@ pub struct PointSummary {
     pub saturation: Vec<String>,
     /// A round of this point was cut short by Ctrl-C.
     pub interrupted: bool,
+    /// UDP points only: `udp.loss_ratio` per round; value = median. Absent for TCP points and
+    /// in summaries written before UDP existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_loss_ratio: Option<Stat>,
 }
 
 impl PointSummary {
@@ -309,6 +313,13 @@ impl PointSummary {
                 })
                 .collect(),
             interrupted: reports.iter().any(|r| r.interrupted),
+            udp_loss_ratio: Stat::of(
+                &reports
+                    .iter()
+                    .filter_map(|r| r.udp.as_ref().map(|u| u.loss_ratio))
+                    .collect::<Vec<_>>(),
+                Pick::Median,
+            ),
         })
     }
 }
