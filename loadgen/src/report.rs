@@ -168,9 +168,12 @@ pub struct UdpKernel {
     pub rcvbuf_errors: u64,
     /// `Udp: SndbufErrors`: sends that failed because a socket's send buffer was full.
     pub sndbuf_errors: u64,
-    /// The generator's own sockets' receive-buffer drops over the window (`SO_RXQ_OVFL`):
-    /// echoes that reached this host and were dropped because the generator read too slowly.
-    /// Null where the option is unavailable.
+    /// The generator's own sockets' receive-buffer drops over the window (Linux
+    /// `SO_RXQ_OVFL`, exact per socket, not host-wide): echoes that reached this host and were
+    /// dropped because the generator read too slowly. The kernel reports the count with the
+    /// next datagram a socket receives, so drops after a socket's last echo are missed (a lower
+    /// bound). Null where the option is unavailable. `rcvbuf_errors − own_rcvbuf_drops` is
+    /// then the rest of the host's (the server's, on loopback).
     pub own_rcvbuf_drops: Option<u64>,
 }
 

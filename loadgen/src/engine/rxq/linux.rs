@@ -25,8 +25,9 @@ impl Rx {
         setsockopt(s, sockopt::RxqOvfl, &1).is_ok()
     }
 
-    /// One datagram into `buf`: its length, and the socket's drop counter if it came along (the
-    /// kernel sends it once the socket has dropped at least one datagram).
+    /// One datagram into `buf`: its length, and the socket's drop counter if it came along. The
+    /// kernel attaches the count as it was when this datagram was queued, and only once it is
+    /// above 0: drops after the last datagram received are never reported.
     pub(in crate::engine) fn recv(
         &mut self,
         s: &UdpSocket,
@@ -49,5 +50,42 @@ impl Rx {
             }
         }
         Ok((msg.bytes, drops))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_s_own_drops_come_with_the_next_datagram() {
+        // A receiver with the smallest receive buffer, sent far more than it holds while it
+        // does not read: the kernel drops the rest. Each datagram carries the count as it was
+        // when that datagram was queued (none while it is 0), so the queued ones say nothing
+        // and the next one queued after the drops says how many.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&rx).set_recv_buffer_size(1).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        rx.connect(tx.local_addr().unwrap()).unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let rx = UdpSocket::from_std(rx);
+        assert!(Rx::enable(&rx));
+        let d = [7u8; 512];
+        for _ in 0..500 {
+            let _ = tx.send(&d);
+        }
+        let mut r = Rx::new();
+        let mut buf = [0u8; 1024];
+        let mut queued = 0;
+        while let Ok((n, drops)) = r.recv(&rx, &mut buf) {
+            assert_eq!((n, drops), (512, None), "queued before any drop");
+            queued += 1;
+        }
+        assert!(queued > 0 && queued < 500, "{queued}");
+        tx.send(&d).unwrap();
+        let (_, drops) = r.recv(&rx, &mut buf).unwrap();
+        // Everything sent before was either queued (and read) or dropped.
+        assert_eq!(drops, Some(500 - queued), "{queued} queued");
     }
 }
