@@ -218,3 +218,24 @@ fn loss_is_reported_as_loss_not_as_saturation() {
         r.warnings
     );
 }
+
+#[test]
+fn every_udp_key_is_documented_in_results_readme() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../results/README.md"))
+            .unwrap();
+    let u = loadgen::Udp {
+        kernel: Some(loadgen::UdpKernel::default()),
+        ..Default::default()
+    };
+    let v = serde_json::to_value(&u).unwrap();
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.extend(v["kernel"].as_object().unwrap().keys().cloned());
+    keys.push("proto".into());
+    for k in keys {
+        assert!(
+            readme.contains(&format!("`{k}`")),
+            "results/README.md lacks `{k}`"
+        );
+    }
+}
