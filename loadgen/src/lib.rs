@@ -26,7 +26,7 @@ use std::time::Duration;
 
 #[doc(hidden)]
 pub use engine::Recorder;
-pub use engine::{Schedule, run, run_with_hooks};
+pub use engine::{Schedule, probe_udp, run, run_with_hooks};
 pub use host::host;
 pub use report::{
     Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, SCHEMAS_READ, Udp, UdpKernel,

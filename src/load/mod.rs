@@ -45,6 +45,23 @@ fn choose(spec: &str, addrs: &[SocketAddr], timeout: Duration) -> Result<SocketA
     })
 }
 
+/// The UDP address to load: the only one, or else the first (in the resolver's order) that does
+/// not refuse the generator's probe datagram (ICMP port unreachable), each tried for at most
+/// `timeout` (1 s at most): `localhost` reaches a UDP server on 127.0.0.1 when `::1` comes
+/// first. A silent address is taken (a UDP server need not answer a probe); if every address
+/// refuses, the first is loaded and the run's own probe reports the refusal.
+fn choose_udp(addrs: &[SocketAddr], timeout: Duration) -> SocketAddr {
+    if let [one] = addrs {
+        return *one;
+    }
+    let wait = timeout.min(Duration::from_secs(1));
+    addrs
+        .iter()
+        .copied()
+        .find(|a| loadgen::probe_udp(*a, wait).is_ok())
+        .unwrap_or(addrs[0])
+}
+
 /// Run the `load` command.
 pub fn run(args: LoadArgs) -> CliResult {
     args.check().map_err(CliError::usage)?;
@@ -68,11 +85,10 @@ pub fn run(args: LoadArgs) -> CliResult {
             .map_err(|e| CliError::usage(anyhow!("--pid {pid}: {e}")))?;
     }
     let udp = args.proto == Some(loadgen::Proto::Udp);
-    // Nothing accepts a UDP "connection" to choose by: the first address is loaded, and the
-    // generator's own probe datagram finds out whether anything answers there.
-    let addr = match (udp, addrs.first()) {
-        (true, Some(first)) => *first,
-        _ => choose(&args.addr, &addrs, args.timeout)?,
+    let addr = if udp {
+        choose_udp(&addrs, args.timeout)
+    } else {
+        choose(&args.addr, &addrs, args.timeout)?
     };
     let workload = args.workload(addr).map_err(CliError::usage)?;
     let o = workload.options();
@@ -179,4 +195,36 @@ pub fn run(args: LoadArgs) -> CliResult {
         )));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_takes_the_first_address_that_does_not_refuse() {
+        // A port with nothing bound (ICMP port unreachable), then a live echo socket: the
+        // second is chosen, as `localhost` must reach 127.0.0.1 when `::1` refuses.
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let live = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let (n, from) = live.recv_from(&mut buf).unwrap();
+            live.send_to(&buf[..n], from).unwrap();
+        });
+        let t = Duration::from_secs(2);
+        assert_eq!(choose_udp(&[dead, live_addr], t), live_addr);
+        echo.join().unwrap();
+        // Every address refuses: the first, whose refusal the run then reports.
+        assert_eq!(choose_udp(&[dead, dead], t), dead);
+        assert_eq!(
+            choose_udp(&[live_addr], t),
+            live_addr,
+            "one address: no probe"
+        );
+    }
 }

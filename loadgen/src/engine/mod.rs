@@ -57,6 +57,17 @@ use msg::Msg;
 pub use record::Recorder;
 pub use schedule::Schedule;
 
+/// Whether a UDP echo server answers at `addr`: one header-only datagram (connection id
+/// `u32::MAX`, sequence 0) from a fresh socket, the same probe every UDP load thread sends
+/// before a run. `Ok(true)`: an echo came within `wait`; `Ok(false)`: silence (a UDP server
+/// may simply not answer); `Err` with kind `ConnectionRefused`: an ICMP port unreachable came
+/// back (nothing listens there), or another socket error. Blocks for at most `wait`.
+///
+/// For a caller that must choose among several addresses of a host name, as `load` does.
+pub fn probe_udp(addr: std::net::SocketAddr, wait: std::time::Duration) -> io::Result<bool> {
+    udp::probe(addr, wait)
+}
+
 /// Highest trackable latency: one hour in ns. `saturating_record` clamps anything above.
 const HIGHEST_NS: u64 = 3_600_000_000_000;
 

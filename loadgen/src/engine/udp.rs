@@ -56,10 +56,13 @@ use crate::workload::{Options, UDP_HEADER, UDP_MAX_SIZE, Workload};
 /// The largest datagram a socket can receive, with room to spare so an over-long echo is seen
 /// as over-long rather than silently truncated to the expected length.
 const RECV_BUF: usize = UDP_MAX_SIZE + 64;
-/// Window entries made before the run per socket, at most (more grow on demand).
-const WINDOW_PREALLOC: usize = 1 << 16;
+/// Window entries made before the run per socket, at most (more grow on demand). Without loss
+/// the window holds only what is in flight for a round trip; a loss at its front makes it hold
+/// a `timeout` of sends until that datagram expires, which grows it (amortised doubling) only
+/// in runs that lose datagrams.
+const WINDOW_PREALLOC: usize = 1 << 10;
 /// History bytes made before the run per socket, at most (more grow on demand).
-const HISTORY_PREALLOC: usize = 1 << 22;
+const HISTORY_PREALLOC: usize = 1 << 20;
 /// Receive errors in a row after which a read gives up until the next event.
 const ERRORS_IN_A_ROW: u32 = 64;
 /// The longest the start-up probe waits for its echo (or a refusal) before the run starts.
@@ -165,8 +168,9 @@ pub(super) fn worker(
     let (window, history) = match per_sock {
         Some(r) => {
             let run = o.warmup + o.duration.unwrap_or(Duration::from_secs(10));
+            // A window for 10 ms of sends, a history for the whole run (each capped).
             (
-                ((r * o.timeout.as_secs_f64()) as usize + 16).min(WINDOW_PREALLOC),
+                ((r * 0.01) as usize + 16).min(WINDOW_PREALLOC),
                 ((r * run.as_secs_f64()) as usize + 16).min(HISTORY_PREALLOC),
             )
         }
@@ -293,9 +297,10 @@ fn wildcard(addr: SocketAddr) -> SocketAddr {
 
 /// Send one header-only datagram (connection id [`PROBE_ID`]) from a socket of its own and wait
 /// up to `wait` for its echo: `Ok(true)` answered, `Ok(false)` silence, `Err` a refusal (ICMP
-/// port unreachable: nothing listens) or another error. So a dead target fails before the run
-/// as with TCP, and a load socket's sequence never sees the probe.
-fn probe(addr: SocketAddr, wait: Duration) -> io::Result<bool> {
+/// port unreachable: nothing listens; `ConnectionRefused` on every OS) or another error. So a
+/// dead target fails before the run as with TCP, and a load socket's sequence never sees the
+/// probe.
+pub(crate) fn probe(addr: SocketAddr, wait: Duration) -> io::Result<bool> {
     let s = std::net::UdpSocket::bind(wildcard(addr))?;
     s.connect(addr)?;
     let mut d = [0u8; UDP_HEADER];
@@ -320,6 +325,10 @@ fn probe(addr: SocketAddr, wait: Duration) -> io::Result<bool> {
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Windows reports a port unreachable on a UDP socket as WSAECONNRESET.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return Err(io::ErrorKind::ConnectionRefused.into());
+            }
             Err(e) => return Err(e),
         }
     }
