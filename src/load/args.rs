@@ -18,8 +18,8 @@ use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Echo server address, HOST:PORT. A host name with several addresses is tried in order
-    /// with one probe connection each; the first that accepts is loaded (with --proto udp, one probe
-    /// datagram each; the first not refused).
+    /// with one probe connection each; the first that accepts is loaded (with --proto udp, one
+    /// probe datagram each; the first not refused).
     pub addr: String,
     /// Transport: tcp, or udp (one connected UDP socket per connection, one datagram per
     /// request; lost, duplicated, reordered and late datagrams are counted) [default: tcp].
