@@ -225,8 +225,13 @@ pub(super) fn worker(
         Some(_) => margin::calibrate(),
         None => Margin::new(),
     };
+    // Everything the run needs is made before `Ready`, so nothing is allocated between the
+    // timeline's start and the first send (the TCP worker's rule).
     let largest = o.size_range.map_or(o.size, |r| r.max);
     let intervals = Intervals::new(rate.is_some(), tx.clone(), plan.id);
+    let out = Outcome::new(warnings);
+    let (events, rx) = (Events::with_capacity(1024), Rx::new());
+    let (sbuf, rbuf) = (vec![0; largest.max(UDP_HEADER)], vec![0; RECV_BUF]);
     let _ = tx.send((
         plan.id,
         Msg::Ready {
@@ -248,17 +253,15 @@ pub(super) fn worker(
         gap: Duration::from_secs_f64(1.0 / r),
         next_sock: 0,
     });
-    let mut out = Outcome::new(warnings);
-    out.stopped_at = go.t0;
     let mut wk = UdpWorker {
         o,
         poll,
-        events: Events::with_capacity(1024),
+        events,
         socks,
-        rx: Rx::new(),
+        rx,
         drops_known,
-        sbuf: vec![0; largest.max(UDP_HEADER)],
-        rbuf: vec![0; RECV_BUF],
+        sbuf,
+        rbuf,
         open,
         go,
         share: plan.share,
@@ -273,6 +276,7 @@ pub(super) fn worker(
         id: plan.id,
         late_by: inject.late_by,
     };
+    wk.out.stopped_at = go.t0;
     wk.intervals.start(go.warm_end, o.warmup);
     wk.run(stop);
     Some(wk.finish())
