@@ -239,3 +239,17 @@ fn every_udp_key_is_documented_in_results_readme() {
         );
     }
 }
+
+#[test]
+fn a_busy_polling_closed_loop_counts_every_datagram() {
+    let srv = UdpServer::start(UdpBehavior::Echo);
+    let mut o = udp(srv.addr, 500);
+    o.connections = 2;
+    o.depth = 2;
+    o.busy_poll = true;
+    let r = run_within(o, Duration::from_secs(20));
+    let u = counts(&r);
+    assert_eq!((u.sent, u.received, u.lost), (500, 500, 0), "{u:?}");
+    assert_eq!(r.requests, 500);
+    assert_eq!(srv.counts().received, 500);
+}
