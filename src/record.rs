@@ -3,7 +3,7 @@
 //! over rounds).
 //!
 //! The numbers are computed here, once; exporters (`export/`) only format them. The on-disk
-//! shapes are contracts (`iomodels.result/1.2`, `iomodels.summary/1`), described key by key in
+//! shapes are contracts (`iomodels.result/1.3`, `iomodels.summary/1`), described key by key in
 //! `results/README.md`. This module deliberately does no I/O beyond reading and writing these
 //! documents.
 
@@ -92,7 +92,7 @@ pub struct ServerSide {
     pub stats: Option<ServerStats>,
 }
 
-/// One result document (`iomodels.result/1.2`; 1.1 and 1 read the same, `explain` null): the
+/// One result document (`iomodels.result/1.3`; 1.2, 1.1 and 1 read the same, `udp` and `explain` null): the
 /// generator's report, flattened, plus `server_cpu` and `server`, which are null from `load` and
 /// filled by `run`, and `explain` (filled by `run`, and by `load --explain`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -265,6 +265,10 @@ pub struct PointSummary {
     pub saturation: Vec<String>,
     /// A round of this point was cut short by Ctrl-C.
     pub interrupted: bool,
+    /// UDP points only: `udp.loss_ratio` per round; value = median. Absent for TCP points and
+    /// in summaries written before UDP existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_loss_ratio: Option<Stat>,
 }
 
 impl PointSummary {
@@ -310,6 +314,13 @@ impl PointSummary {
                 })
                 .collect(),
             interrupted: reports.iter().any(|r| r.interrupted),
+            udp_loss_ratio: Stat::of(
+                &reports
+                    .iter()
+                    .filter_map(|r| r.udp.as_ref().map(|u| u.loss_ratio))
+                    .collect::<Vec<_>>(),
+                Pick::Median,
+            ),
         })
     }
 }
@@ -440,6 +451,7 @@ pub(crate) mod tests {
             achieved_rps: None,
             connect_us: None,
             errors: Default::default(),
+            udp: None,
             client_cpu: Cpu::new(
                 std::time::Duration::from_millis(300),
                 std::time::Duration::from_millis(600),

@@ -72,6 +72,7 @@ mod tests {
             saturated_rounds: 0,
             saturation: vec![],
             interrupted: false,
+            udp_loss_ratio: None,
         }
     }
 

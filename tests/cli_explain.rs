@@ -84,7 +84,7 @@ fn run_writes_plausible_kernel_counts_for_every_point() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let r = read_json(&dir.join("epoll/throughput.json"));
-    assert_eq!(r["schema"], "iomodels.result/1.2");
+    assert_eq!(r["schema"], "iomodels.result/1.3");
     // The counts come from a pass of their own after the rounds (the counters cost CPU): the
     // round itself was measured without them, its median copy carries the pass's counts.
     let round = read_json(&dir.join("epoll/throughput.r1.json"));

@@ -124,7 +124,7 @@ fn good_run_writes_contract_json_and_hlog() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     // Every key of the contract is checked on the library's report (loadgen/tests/files.rs);
     // here, that the binary wrote that document, with what its flags asked for.
-    assert_eq!(v["schema"], "iomodels.result/1.2");
+    assert_eq!(v["schema"], "iomodels.result/1.3");
     // Not asked for (no --explain): present and null, as the schema promises.
     assert!(v.get("explain").is_some_and(serde_json::Value::is_null));
     assert_eq!(v["workload"]["connections"], 2);

@@ -14,6 +14,7 @@ mod atomic_file;
 mod cpu;
 mod engine;
 mod host;
+mod netstat;
 mod report;
 mod rng;
 mod timer;
@@ -25,13 +26,16 @@ use std::time::Duration;
 
 #[doc(hidden)]
 pub use engine::Recorder;
-pub use engine::{Schedule, run, run_with_hooks};
+pub use engine::{Schedule, probe_udp, run, run_with_hooks};
 pub use host::host;
 pub use report::{
-    Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, SCHEMAS_READ, decode_histogram,
-    encode_histogram,
+    Cpu, Errors, Host, Interval, LatencySummary, Report, SCHEMA, SCHEMAS_READ, Udp, UdpKernel,
+    decode_histogram, encode_histogram,
 };
-pub use workload::{Arrival, Limit, Options, SizeRange, UnknownArrival, Workload, WorkloadError};
+pub use workload::{
+    Arrival, Limit, Options, Proto, SizeRange, UDP_HEADER, UDP_MAX_SIZE, UnknownArrival,
+    UnknownProto, Workload, WorkloadError,
+};
 
 /// User and system CPU time this process has used so far (all threads), from the OS.
 ///

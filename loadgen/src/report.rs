@@ -1,7 +1,7 @@
 //! The result of a run as plain data, and its two file formats (JSON and `.hlog`).
 //!
 //! The numbers are computed once, here, from the merged histograms; the binary's exporters only
-//! format them. The JSON shape is a contract (`schema: "iomodels.result/1.2"`, described key by key
+//! format them. The JSON shape is a contract (`schema: "iomodels.result/1.3"`, described key by key
 //! in `results/README.md`). This module deliberately does not print or choose file names.
 
 use std::io;
@@ -24,12 +24,20 @@ use crate::workload::Options;
 ///
 /// 1.2: adds `explain` (kernel counts per request, filled by the `iomodels` binary; null when
 /// not measured); every 1.1 key is unchanged.
-pub const SCHEMA: &str = "iomodels.result/1.2";
+///
+/// 1.3: adds `workload.proto` (`tcp` when absent) and, for UDP runs, the `udp` object (loss,
+/// duplicates, reordering, late echoes, the kernel's drop counters); every 1.2 key is unchanged.
+pub const SCHEMA: &str = "iomodels.result/1.3";
 
 /// Every result schema a reader of [`SCHEMA`] documents can read: the same keys (1.2 adds one,
 /// read as null when absent), so a file of an earlier minor version reads as it is (its
 /// `saturated` was judged by that version's rule).
-pub const SCHEMAS_READ: [&str; 3] = ["iomodels.result/1", "iomodels.result/1.1", SCHEMA];
+pub const SCHEMAS_READ: [&str; 4] = [
+    "iomodels.result/1",
+    "iomodels.result/1.1",
+    "iomodels.result/1.2",
+    SCHEMA,
+];
 
 /// The machine that produced the result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +125,81 @@ impl Errors {
     }
 }
 
+/// What became of the measured UDP datagrams (a UDP run's `udp` object). Every datagram sent in
+/// the measured window ends in exactly one of `received`, `lost` or `in_flight`:
+/// `sent = received + lost + in_flight`. `duplicated` and `late` count extra echoes, not
+/// datagrams; `reordered` is a subset of `received`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Udp {
+    /// Datagrams sent in the measured window.
+    pub sent: u64,
+    /// Of those, the ones whose first echo came within `timeout` (an echo whose payload differed
+    /// is counted here and in `errors.mismatch`, and not in `requests` or the latency).
+    pub received: u64,
+    /// Of those, the ones with no echo within `timeout`.
+    pub lost: u64,
+    /// Neither answered nor past their timeout when the run ended: 0 unless the run was
+    /// stopped (a duration run stops sending at its deadline and drains for at most `timeout`
+    /// until every datagram's fate is known). In neither `received` nor `lost`.
+    pub in_flight: u64,
+    /// Further echoes of a datagram already answered (each extra copy counts once).
+    pub duplicated: u64,
+    /// Received datagrams whose echo arrived after the echo of a higher sequence number on the
+    /// same socket.
+    pub reordered: u64,
+    /// Echoes of datagrams already counted lost (they came after their timeout).
+    pub late: u64,
+    /// `lost / (received + lost)`, 0 when both are 0.
+    pub loss_ratio: f64,
+    /// Linux: the kernel's UDP counters over the measured window (`/proc/net/snmp`); null
+    /// elsewhere or when unreadable.
+    pub kernel: Option<UdpKernel>,
+}
+
+/// Deltas of the kernel's UDP counters over the measured window, from `/proc/net/snmp` (IPv4)
+/// and `/proc/net/snmp6` (IPv6) summed. **Host-wide**: every UDP socket of the machine counts,
+/// the server's (if local) included, so they tell that datagrams were dropped on this host, not
+/// by whom; `own_rcvbuf_drops` tells the generator's share.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct UdpKernel {
+    /// `Udp: InErrors`: datagrams received but not delivered (buffer full, bad checksum, ...).
+    pub in_errors: u64,
+    /// `Udp: RcvbufErrors`: datagrams dropped because a socket's receive buffer was full.
+    pub rcvbuf_errors: u64,
+    /// `Udp: SndbufErrors`: sends that failed because a socket's send buffer was full.
+    pub sndbuf_errors: u64,
+    /// The generator's own sockets' receive-buffer drops over the window (Linux
+    /// `SO_RXQ_OVFL`, exact per socket, not host-wide): echoes that reached this host and were
+    /// dropped because the generator read too slowly. The kernel reports the count with the
+    /// next datagram a socket receives, so drops after a socket's last echo are missed (a lower
+    /// bound). Null where the option is unavailable. `rcvbuf_errors − own_rcvbuf_drops` is
+    /// then the rest of the host's (the server's, on loopback).
+    pub own_rcvbuf_drops: Option<u64>,
+}
+
+impl Udp {
+    /// Add another worker's counts to these (`loss_ratio` and `kernel` are set once, after).
+    pub fn add(&mut self, o: &Udp) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.in_flight += o.in_flight;
+        self.duplicated += o.duplicated;
+        self.reordered += o.reordered;
+        self.late += o.late;
+    }
+
+    /// `lost / (received + lost)`, 0 when nothing was resolved.
+    pub fn ratio(&self) -> f64 {
+        let resolved = self.received + self.lost;
+        if resolved == 0 {
+            0.0
+        } else {
+            self.lost as f64 / resolved as f64
+        }
+    }
+}
+
 /// CPU time of a process over the measured window, from the OS.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
@@ -165,7 +248,7 @@ pub struct Interval {
 /// key of the contract.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
-    /// `iomodels.result/1.2` ([`SCHEMA`]).
+    /// `iomodels.result/1.3` ([`SCHEMA`]).
     pub schema: String,
     /// Version of the `loadgen` crate that measured.
     pub tool_version: String,
@@ -200,6 +283,9 @@ pub struct Report {
     pub connect_us: Option<LatencySummary>,
     /// Errors in the measured window, by kind.
     pub errors: Errors,
+    /// UDP runs only (`iomodels.result/1.3`): what became of the datagrams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<Udp>,
     /// The generator process's CPU over the measured window.
     pub client_cpu: Cpu,
     /// Open loop: requests were not sent at their intended time (results/README.md, "Saturation rule").
@@ -249,7 +335,7 @@ impl Report {
         decode_histogram(&self.histogram)
     }
 
-    /// This report as pretty-printed JSON (the `iomodels.result/1.2` document).
+    /// This report as pretty-printed JSON (the `iomodels.result/1.3` document).
     pub fn to_json(&self) -> String {
         // Plain data with string keys: serialisation cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

@@ -24,6 +24,43 @@ pub enum Arrival {
     Poisson,
 }
 
+/// The transport a run loads the server over. Parses from, and serialises to, `tcp` or `udp`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// A byte stream per connection; an echo completes when all its bytes came back.
+    #[default]
+    Tcp,
+    /// One connected UDP socket per "connection"; every request is one datagram whose echo is
+    /// matched by the header's connection id and sequence number (ARCHITECTURE.md, "UDP load").
+    Udp,
+}
+
+/// A protocol name that is neither `tcp` nor `udp`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown protocol {0:?}: expected tcp or udp")]
+pub struct UnknownProto(pub String);
+
+impl std::str::FromStr for Proto {
+    type Err = UnknownProto;
+
+    /// `tcp` or `udp`, ASCII case ignored: the words the report's JSON uses.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(UnknownProto(s.to_owned())),
+        }
+    }
+}
+
+/// The largest UDP payload over IPv4: 65,535 − 8 (UDP header) − 20 (IPv4 header) bytes.
+pub const UDP_MAX_SIZE: usize = 65_507;
+
+/// Bytes of the header every UDP request datagram starts with: the connection id (`u32`,
+/// little-endian) then the sequence number (`u64`, little-endian); the smallest UDP size.
+pub const UDP_HEADER: usize = 12;
+
 /// Message sizes drawn uniformly from `min..=max` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SizeRange {
@@ -89,6 +126,9 @@ pub struct Options {
     /// Absent in results written before it existed (read as `false`, the sleeping generator).
     #[serde(default)]
     pub busy_poll: bool,
+    /// The transport. Absent in results written before UDP existed (read as `tcp`).
+    #[serde(default)]
+    pub proto: Proto,
 }
 
 /// Why a set of options is rejected. Each message is one line saying what is wrong with the
@@ -131,6 +171,24 @@ pub enum WorkloadError {
     /// An empty CPU list.
     #[error("the CPU list must name at least one CPU")]
     EmptyCpus,
+    /// A UDP datagram (or the largest of a range) above [`UDP_MAX_SIZE`].
+    #[error("a UDP message of {0} bytes exceeds the 65,507-byte IPv4 datagram limit")]
+    UdpTooLarge(usize),
+    /// A UDP datagram (or the smallest of a range) below [`UDP_HEADER`].
+    #[error("a UDP message of {0} bytes cannot hold the 12-byte header (connection id, sequence)")]
+    UdpTooSmall(usize),
+    /// UDP with connect per request: a datagram has no connection to open per request.
+    #[error("UDP has no connection to open per request: connect per request is TCP only")]
+    UdpConnectPerRequest,
+    /// UDP with idle connections: a silent UDP socket costs the server nothing to hold.
+    #[error("idle connections are TCP only: a silent UDP socket is no load on the server")]
+    UdpIdle,
+    /// UDP open loop with a depth above 1: datagrams go at their intended times, none waits for
+    /// a slot, so a depth would mean nothing.
+    #[error(
+        "in UDP open loop every datagram goes at its intended time: the depth applies to closed loop only, leave it at 1"
+    )]
+    UdpOpenLoopDepth,
 }
 
 impl WorkloadError {
@@ -148,6 +206,10 @@ impl WorkloadError {
             E::ArrivalWithoutRate => "arrival",
             E::DepthWithConnectPerRequest => "depth",
             E::EmptyCpus => "cpus",
+            E::UdpTooLarge(_) | E::UdpTooSmall(_) => "size",
+            E::UdpConnectPerRequest => "connect_per_request",
+            E::UdpIdle => "idle",
+            E::UdpOpenLoopDepth => "depth",
         }
     }
 }
@@ -208,6 +270,7 @@ impl Options {
             // A fixed default keeps runs reproducible; the seed is in the report either way.
             seed: 1,
             busy_poll: false,
+            proto: Proto::Tcp,
         }
     }
 
@@ -262,6 +325,24 @@ impl Options {
         }
         if self.cpus.as_ref().is_some_and(|c| c.is_empty()) {
             return Err(E::EmptyCpus);
+        }
+        if self.proto == Proto::Udp {
+            let smallest = self.size_range.map_or(self.size, |r| r.min);
+            if largest > UDP_MAX_SIZE {
+                return Err(E::UdpTooLarge(largest));
+            }
+            if smallest < UDP_HEADER {
+                return Err(E::UdpTooSmall(smallest));
+            }
+            if self.connect_per_request {
+                return Err(E::UdpConnectPerRequest);
+            }
+            if self.idle > 0 {
+                return Err(E::UdpIdle);
+            }
+            if self.rate.is_some() && self.depth != 1 {
+                return Err(E::UdpOpenLoopDepth);
+            }
         }
         Ok(Workload(self))
     }
@@ -426,7 +507,7 @@ mod tests {
         // Every rejection: one line, no flag, and a field that exists in the JSON.
         let keys = serde_json::to_value(opts()).unwrap();
         let mut cases = Vec::new();
-        for f in 0..12 {
+        for f in 0..17 {
             let mut o = opts();
             match f {
                 0 => o.connections = 0,
@@ -440,6 +521,11 @@ mod tests {
                 8 => (o.duration, o.requests) = (None, Some(0)),
                 9 => o.requests = Some(3),
                 10 => o.cpus = Some(vec![]),
+                11 => (o.proto, o.size) = (Proto::Udp, UDP_MAX_SIZE + 1),
+                12 => (o.proto, o.size) = (Proto::Udp, UDP_HEADER - 1),
+                13 => (o.proto, o.connect_per_request) = (Proto::Udp, true),
+                14 => (o.proto, o.idle) = (Proto::Udp, 1),
+                15 => (o.proto, o.rate, o.depth) = (Proto::Udp, Some(1.0), 2),
                 _ => (o.connect_per_request, o.depth) = (true, 2),
             }
             cases.push(o.validate().unwrap_err());
@@ -449,6 +535,34 @@ mod tests {
             assert!(!m.contains("--") && !m.contains('\n'), "{m}");
             assert!(keys.get(e.field()).is_some(), "{e:?} → {}", e.field());
         }
+    }
+
+    #[test]
+    fn udp_sizes_run_from_the_header_to_the_ipv4_datagram_limit() {
+        let mut o = opts();
+        o.proto = Proto::Udp;
+        for ok in [UDP_HEADER, 64, UDP_MAX_SIZE] {
+            o.size = ok;
+            assert!(o.clone().validate().is_ok(), "{ok}");
+        }
+        o.size = UDP_MAX_SIZE + 1;
+        assert_eq!(
+            o.clone().validate(),
+            Err(WorkloadError::UdpTooLarge(65_508))
+        );
+        o.size = 64;
+        o.size_range = Some(SizeRange { min: 4, max: 100 });
+        assert_eq!(o.clone().validate(), Err(WorkloadError::UdpTooSmall(4)));
+        // Closed-loop depth is fine; TCP is unaffected by every UDP rule.
+        o.size_range = None;
+        o.depth = 8;
+        assert!(o.clone().validate().is_ok());
+        o.proto = Proto::Tcp;
+        o.size = 4;
+        o.idle = 3;
+        assert!(o.validate().is_ok());
+        assert_eq!("UDP".parse::<Proto>(), Ok(Proto::Udp));
+        assert!("sctp".parse::<Proto>().is_err());
     }
 
     #[test]
@@ -486,6 +600,7 @@ mod tests {
             "threads",
             "cpus",
             "seed",
+            "proto",
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }

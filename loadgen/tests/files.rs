@@ -65,7 +65,7 @@ fn json_round_trips_with_contract_keys() {
     ] {
         assert!(v.get(k).is_some(), "missing key {k}");
     }
-    assert_eq!(v["schema"], "iomodels.result/1.2");
+    assert_eq!(v["schema"], "iomodels.result/1.3");
     for k in [
         "p50", "p90", "p99", "p99_9", "p99_99", "max", "mean", "stdev",
     ] {

@@ -232,10 +232,15 @@ fn load_result(path: &Path) -> anyhow::Result<LoadedRun> {
 }
 
 /// The point name of a result outside a run folder: `load-` and its workload's shape
-/// (`load-c50-s512`, `-d4` for depth, `-R20000` for open loop, `-crr` for connect per request),
-/// so results of different workloads are never put in one table as if comparable.
+/// (`load-c50-s512`, `-d4` for depth, `-R20000` for open loop, `-crr` for connect per request,
+/// `load-udp-` for UDP), so results of different workloads are never put in one table as if
+/// comparable.
 fn shape_name(w: &loadgen::Options) -> String {
-    let mut n = format!("load-c{}", w.connections);
+    let proto = match w.proto {
+        loadgen::Proto::Tcp => "",
+        loadgen::Proto::Udp => "udp-",
+    };
+    let mut n = format!("load-{proto}c{}", w.connections);
     match w.size_range {
         Some(r) => n.push_str(&format!("-s{}..{}", r.min, r.max)),
         None => n.push_str(&format!("-s{}", w.size)),
@@ -477,9 +482,17 @@ pub(crate) mod tests {
         open.rate = Some(20000.0);
         let mut deep = base.clone();
         deep.depth = 4;
-        let names = [shape_name(&base), shape_name(&open), shape_name(&deep)];
+        let mut udp = open.clone();
+        udp.proto = loadgen::Proto::Udp;
+        let names = [
+            shape_name(&base),
+            shape_name(&open),
+            shape_name(&deep),
+            shape_name(&udp),
+        ];
         assert_eq!(names[0], "load-c50-s64");
         assert_eq!(names[1], "load-c50-s64-R20000");
         assert_eq!(names[2], "load-c50-s64-d4");
+        assert_eq!(names[3], "load-udp-c50-s64-R20000");
     }
 }

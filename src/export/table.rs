@@ -371,6 +371,23 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
                     "{who}: interrupted (Ctrl-C); the figures cover what ran"
                 ));
             }
+            if let Some(loss) = &l.point.udp_loss_ratio {
+                let spread = if loss.rounds.len() > 1 {
+                    format!(
+                        " (median of {} rounds, {:.3}–{:.3}%)",
+                        loss.rounds.len(),
+                        loss.min * 100.0,
+                        loss.max * 100.0
+                    )
+                } else {
+                    String::new()
+                };
+                notes.push(format!(
+                    "{who}: UDP loss {:.3}%{spread}: datagrams with no echo within the timeout, \
+                     not in the throughput or the latency",
+                    loss.value * 100.0
+                ));
+            }
         }
         let _ = writeln!(out, "{table}");
     }
@@ -906,6 +923,39 @@ mod tests {
         text.lines()
             .find(|l| l.contains(&format!(" {model} ")))
             .unwrap_or_else(|| panic!("no row for {model} in\n{text}"))
+    }
+
+    #[test]
+    fn a_udp_point_gets_its_loss_line_and_a_tcp_point_none() {
+        let mut rounds = vec![
+            fixture("epoll", 1000.0, 40.0),
+            fixture("epoll", 900.0, 41.0),
+        ];
+        for (r, lost) in rounds.iter_mut().zip([10u64, 30]) {
+            r.report.workload.proto = loadgen::Proto::Udp;
+            let mut u = loadgen::Udp {
+                sent: 1000,
+                received: 1000 - lost,
+                lost,
+                ..Default::default()
+            };
+            u.loss_ratio = u.ratio();
+            r.report.udp = Some(u);
+        }
+        let runs = vec![LoadedRun {
+            label: "u".into(),
+            source: PathBuf::from("results/u"),
+            summary: summary(&[("epoll", rounds.as_slice())]),
+            histograms: Default::default(),
+            explains: Default::default(),
+        }];
+        let t = render(&runs, &opts(Format::Table, None)).unwrap();
+        assert!(
+            t.contains("UDP loss 2.000% (median of 2 rounds, 1.000–3.000%)"),
+            "{t}"
+        );
+        let t = render(&one(), &opts(Format::Table, None)).unwrap();
+        assert!(!t.contains("UDP loss"), "{t}");
     }
 
     #[test]

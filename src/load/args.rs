@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use loadgen::{Arrival, Options, SizeRange, Workload};
+use loadgen::{Arrival, Options, Proto, SizeRange, UDP_HEADER, UDP_MAX_SIZE, Workload};
 
 use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
 
@@ -18,8 +18,13 @@ use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Echo server address, HOST:PORT. A host name with several addresses is tried in order
-    /// with one probe connection each; the first that accepts is loaded.
+    /// with one probe connection each; the first that accepts is loaded (with --proto udp, one
+    /// probe datagram each; the first not refused).
     pub addr: String,
+    /// Transport: tcp, or udp (one connected UDP socket per connection, one datagram per
+    /// request; lost, duplicated, reordered and late datagrams are counted) [default: tcp].
+    #[arg(long, value_parser = str::parse::<Proto>)]
+    pub proto: Option<Proto>,
     /// Connections kept open (closed and open loop) or connect slots (--connect-per-request).
     #[arg(short = 'c', long, default_value_t = 10)]
     pub connections: usize,
@@ -176,6 +181,44 @@ impl LoadArgs {
                 "--connect-per-request sends one request per connection: leave --depth at 1"
             ));
         }
+        if self.proto == Some(Proto::Udp) {
+            self.check_udp()?;
+        }
+        Ok(())
+    }
+
+    /// The rules `--proto udp` adds: datagram sizes, and the TCP-only flags.
+    fn check_udp(&self) -> anyhow::Result<()> {
+        let (flag, min, max) = match (self.size, self.size_range) {
+            (_, Some((min, max))) => ("--size-range", min, max),
+            (Some(s), None) => ("-s/--size", s, s),
+            (None, None) => ("-s/--size", 64, 64),
+        };
+        if max > UDP_MAX_SIZE {
+            return Err(anyhow!(
+                "{flag}: {max} bytes exceeds the {UDP_MAX_SIZE}-byte UDP datagram limit (IPv4); give at most {UDP_MAX_SIZE} with --proto udp"
+            ));
+        }
+        if min < UDP_HEADER {
+            return Err(anyhow!(
+                "{flag}: {min} bytes cannot hold the {UDP_HEADER}-byte UDP request header (connection id, sequence); give at least {UDP_HEADER} with --proto udp"
+            ));
+        }
+        if self.connect_per_request {
+            return Err(anyhow!(
+                "--connect-per-request is TCP only: UDP has no connection to open per request; drop it or use --proto tcp"
+            ));
+        }
+        if self.idle > 0 {
+            return Err(anyhow!(
+                "--idle is TCP only: a silent UDP socket is no load on a server; drop it or use --proto tcp"
+            ));
+        }
+        if self.rate.is_some() && self.depth != 1 {
+            return Err(anyhow!(
+                "--depth applies to closed loop only with --proto udp: with -R/--rate every datagram goes at its intended time; leave --depth at 1"
+            ));
+        }
         Ok(())
     }
 
@@ -214,6 +257,7 @@ impl LoadArgs {
             o.seed = s;
         }
         o.busy_poll = a.busy_poll;
+        o.proto = a.proto.unwrap_or_default();
         // `check` names the flag of every value it rejects; should the library still refuse
         // one, say which flag set it (the library knows only the field).
         o.validate()
@@ -272,6 +316,25 @@ mod tests {
                 &["--connect-per-request", "--depth", "2"],
                 "--connect-per-request",
             ),
+            (&["--proto", "udp", "-s", "65508"], "-s/--size: 65508 bytes"),
+            (&["--proto", "udp", "-s", "11"], "-s/--size: 11 bytes"),
+            (
+                &["--proto", "udp", "--size-range", "8..100"],
+                "--size-range: 8 bytes",
+            ),
+            (
+                &["--proto", "udp", "--size-range", "12..70000"],
+                "--size-range: 70000 bytes",
+            ),
+            (
+                &["--proto", "udp", "--connect-per-request"],
+                "--connect-per-request is TCP only",
+            ),
+            (&["--proto", "udp", "--idle", "3"], "--idle is TCP only"),
+            (
+                &["--proto", "udp", "-R", "100", "--depth", "2"],
+                "--depth applies to closed loop only",
+            ),
         ] {
             let e = error(flags);
             assert!(e.starts_with(named), "{flags:?}: {e}");
@@ -288,6 +351,9 @@ mod tests {
             &["--size-range", "1..16MiB"],
             &["-R", "0.5", "--arrival", "poisson", "-n", "1"],
             &["--connect-per-request", "--threads", "64"],
+            &["--proto", "udp", "-s", "65507"],
+            &["--proto", "udp", "-s", "12", "--depth", "8"],
+            &["--proto", "tcp", "--idle", "2", "-s", "1"],
         ] {
             args(flags).workload(addr).expect("accepted");
         }

@@ -45,6 +45,23 @@ fn choose(spec: &str, addrs: &[SocketAddr], timeout: Duration) -> Result<SocketA
     })
 }
 
+/// The UDP address to load: the only one, or else the first (in the resolver's order) that does
+/// not refuse the generator's probe datagram (ICMP port unreachable), each tried for at most
+/// `timeout` (1 s at most): `localhost` reaches a UDP server on 127.0.0.1 when `::1` comes
+/// first. A silent address is taken (a UDP server need not answer a probe); if every address
+/// refuses, the first is loaded and the run's own probe reports the refusal.
+fn choose_udp(addrs: &[SocketAddr], timeout: Duration) -> SocketAddr {
+    if let [one] = addrs {
+        return *one;
+    }
+    let wait = timeout.min(Duration::from_secs(1));
+    addrs
+        .iter()
+        .copied()
+        .find(|a| loadgen::probe_udp(*a, wait).is_ok())
+        .unwrap_or(addrs[0])
+}
+
 /// Run the `load` command.
 pub fn run(args: LoadArgs) -> CliResult {
     args.check().map_err(CliError::usage)?;
@@ -67,7 +84,12 @@ pub fn run(args: LoadArgs) -> CliResult {
         iomodels::explain::check_pid(pid)
             .map_err(|e| CliError::usage(anyhow!("--pid {pid}: {e}")))?;
     }
-    let addr = choose(&args.addr, &addrs, args.timeout)?;
+    let udp = args.proto == Some(loadgen::Proto::Udp);
+    let addr = if udp {
+        choose_udp(&addrs, args.timeout)
+    } else {
+        choose(&args.addr, &addrs, args.timeout)?
+    };
     let workload = args.workload(addr).map_err(CliError::usage)?;
     let o = workload.options();
 
@@ -119,6 +141,11 @@ pub fn run(args: LoadArgs) -> CliResult {
     }
     let report = match result {
         Ok(r) => r,
+        Err(LoadError::Refused { addr }) if udp => {
+            return Err(CliError::runtime(anyhow!(
+                "{addr} refused the UDP probe (ICMP port unreachable): is a UDP server listening? (start one with iomodels serve MODEL --proto udp)"
+            )));
+        }
         Err(LoadError::Refused { addr }) => {
             return Err(CliError::runtime(anyhow!(
                 "connection refused by {addr}: is a server listening? (start one with iomodels serve MODEL)"
@@ -151,6 +178,15 @@ pub fn run(args: LoadArgs) -> CliResult {
     if report.interrupted {
         return Ok(ExitCode::from(exit::INTERRUPTED));
     }
+    if let (0, Some(u)) = (report.requests, &report.udp) {
+        return Err(CliError::runtime(anyhow!(
+            "no datagram answered by {} ({} sent, {} lost, {} errors)",
+            report.workload.addr,
+            u.sent,
+            u.lost,
+            report.errors.total
+        )));
+    }
     if report.requests == 0 {
         return Err(CliError::runtime(anyhow!(
             "no request completed against {} ({} errors)",
@@ -159,4 +195,36 @@ pub fn run(args: LoadArgs) -> CliResult {
         )));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_takes_the_first_address_that_does_not_refuse() {
+        // A port with nothing bound (ICMP port unreachable), then a live echo socket: the
+        // second is chosen, as `localhost` must reach 127.0.0.1 when `::1` refuses.
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let live = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let live_addr = live.local_addr().unwrap();
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let (n, from) = live.recv_from(&mut buf).unwrap();
+            live.send_to(&buf[..n], from).unwrap();
+        });
+        let t = Duration::from_secs(2);
+        assert_eq!(choose_udp(&[dead, live_addr], t), live_addr);
+        echo.join().unwrap();
+        // Every address refuses: the first, whose refusal the run then reports.
+        assert_eq!(choose_udp(&[dead, dead], t), dead);
+        assert_eq!(
+            choose_udp(&[live_addr], t),
+            live_addr,
+            "one address: no probe"
+        );
+    }
 }

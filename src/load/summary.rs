@@ -20,6 +20,33 @@ fn latency_line(
     )
 }
 
+/// A UDP run's fates of its datagrams, and the kernel's drop counters when it has them.
+fn loss_line(out: &mut impl Write, u: &loadgen::Udp) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  loss         {:.3}%  sent {}  received {}  lost {}  in flight {}  duplicated {}  reordered {}  late {}",
+        u.loss_ratio * 100.0,
+        u.sent,
+        u.received,
+        u.lost,
+        u.in_flight,
+        u.duplicated,
+        u.reordered,
+        u.late
+    )?;
+    if let Some(k) = &u.kernel {
+        let own = k
+            .own_rcvbuf_drops
+            .map_or("n/a".to_owned(), |n| n.to_string());
+        writeln!(
+            out,
+            "  kernel UDP   host-wide: RcvbufErrors {}  InErrors {}  SndbufErrors {};  this generator's sockets dropped {own}",
+            k.rcvbuf_errors, k.in_errors, k.sndbuf_errors
+        )?;
+    }
+    Ok(())
+}
+
 /// The human summary, on stdout.
 pub fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let o = &r.workload;
@@ -35,9 +62,19 @@ pub fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     };
     writeln!(
         out,
-        "{}: {mode}, {} connections × depth {}, {} B, {:.2} s measured{}",
+        "{}{}: {mode}, {} {} × depth {}, {} B, {:.2} s measured{}",
         o.addr,
+        if o.proto == loadgen::Proto::Udp {
+            " (udp)"
+        } else {
+            ""
+        },
         o.connections,
+        if o.proto == loadgen::Proto::Udp {
+            "sockets"
+        } else {
+            "connections"
+        },
         o.depth,
         o.size_range
             .map_or(o.size.to_string(), |s| format!("{}..{}", s.min, s.max)),
@@ -63,6 +100,9 @@ pub fn print_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     }
     if let Some(c) = &r.connect_us {
         latency_line(out, "connect", c)?;
+    }
+    if let Some(u) = &r.udp {
+        loss_line(out, u)?;
     }
     let e = &r.errors;
     writeln!(

@@ -12,7 +12,7 @@ use super::schedule::SECOND;
 use super::verdict::{Facts, saturation};
 use super::{merge, new_hist};
 use crate::host;
-use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA};
+use crate::report::{self, Cpu, Errors, Interval, LatencySummary, Report, SCHEMA, Udp, UdpKernel};
 use crate::workload::Workload;
 
 /// Build the report of a run that followed `go` (started at `wall_t0` on the wall clock), from
@@ -34,7 +34,13 @@ pub(super) fn assemble(
     let mut last_completion: Option<Instant> = None;
     let mut stopped_at = go.t0;
     let mut warnings = Vec::new();
+    let mut udp: Option<Udp> = None;
+    let mut own_drops: Option<u64> = Some(0);
     for oc in outcomes {
+        if let Some(u) = &oc.udp {
+            udp.get_or_insert_with(Udp::default).add(u);
+            own_drops = own_drops.zip(oc.own_rcvbuf_drops).map(|(a, b)| a + b);
+        }
         merge(&mut corrected, &oc.corrected);
         merge(&mut uncorrected, &oc.uncorrected);
         merge(&mut lag, &oc.lag);
@@ -114,11 +120,34 @@ pub(super) fn assemble(
         warnings.push("no request completed in the measured window".to_owned());
     }
 
+    if let Some(u) = &mut udp {
+        u.loss_ratio = u.ratio();
+        u.kernel = match (&collected.udp_start, &collected.udp_end) {
+            (Some(a), Some(b)) => {
+                let d = b.since(a);
+                Some(UdpKernel {
+                    in_errors: d.in_errors,
+                    rcvbuf_errors: d.rcvbuf_errors,
+                    sndbuf_errors: d.sndbuf_errors,
+                    own_rcvbuf_drops: own_drops,
+                })
+            }
+            _ => None,
+        };
+        warnings.extend(udp_notes(u));
+    }
+    // A UDP run's rate is judged on what the generator sent: a datagram the network or the
+    // server lost was still sent on time, and loss is reported as loss, not as saturation.
+    let judged_rps = match (&udp, duration_s > 0.0) {
+        (Some(u), true) => u.sent as f64 / duration_s,
+        (Some(_), false) => 0.0,
+        (None, _) => throughput_rps,
+    };
     let mut saturated = false;
     if let Some(rate) = o.rate {
         let why = saturation(&Facts {
             target_rps: rate,
-            achieved_rps: throughput_rps,
+            achieved_rps: judged_rps,
             interrupted,
             gen_lag_p99_ns: (!gen_lag.is_empty()).then(|| gen_lag.value_at_quantile(0.99) as f64),
             corrected_p99_ns: corrected.value_at_quantile(0.99) as f64,
@@ -150,6 +179,7 @@ pub(super) fn assemble(
             .connect_per_request
             .then(|| LatencySummary::from_ns(&connect)),
         errors,
+        udp,
         client_cpu,
         saturated,
         interrupted,
@@ -159,4 +189,33 @@ pub(super) fn assemble(
         intervals,
         measured_start: Some(wall_t0 + o.warmup),
     }
+}
+
+/// What a UDP run's figures mean, where they need saying: loss, and whose receive buffer
+/// dropped what (the kernel's counters are host-wide).
+fn udp_notes(u: &Udp) -> Vec<String> {
+    let mut notes = Vec::new();
+    if u.lost == 0 {
+        return notes;
+    }
+    let mut line = format!(
+        "{} of {} datagrams lost ({:.3}%)",
+        u.lost,
+        u.received + u.lost,
+        u.loss_ratio * 100.0
+    );
+    if let Some(k) = &u.kernel {
+        line.push_str(&format!(
+            "; this host's kernel counted {} UDP receive-buffer drops (RcvbufErrors, all \
+             sockets of the host)",
+            k.rcvbuf_errors
+        ));
+        if let Some(own) = k.own_rcvbuf_drops {
+            line.push_str(&format!(
+                ", {own} of them in the generator's own sockets (SO_RXQ_OVFL)"
+            ));
+        }
+    }
+    notes.push(line);
+    notes
 }

@@ -16,6 +16,7 @@ use super::msg::{Go, Msg};
 use super::schedule::grid;
 use super::{merge, new_hist};
 use crate::cpu::{self, Times};
+use crate::netstat::{self, UdpCounters};
 use crate::{Hooks, Progress, Window};
 
 /// Interval histograms merged across threads: corrected, uncorrected, which threads sent it.
@@ -28,6 +29,10 @@ pub(super) struct Collected {
     /// The process's CPU times at the window's opening and closing.
     pub(super) cpu_start: std::io::Result<Times>,
     pub(super) cpu_end: std::io::Result<Times>,
+    /// UDP runs: the kernel's UDP counters at the window's opening and closing (`None` where
+    /// unreadable or not a UDP run).
+    pub(super) udp_start: Option<UdpCounters>,
+    pub(super) udp_end: Option<UdpCounters>,
 }
 
 /// Run the coordinator's side of the run until all `threads` workers are done.
@@ -36,7 +41,10 @@ pub(super) fn collect(
     threads: usize,
     go: Go,
     hooks: &Hooks,
+    udp: bool,
 ) -> Collected {
+    let counters = || if udp { netstat::udp_counters() } else { None };
+    let mut udp_start = None;
     let window = |edge| {
         if let Some(f) = hooks.window {
             f(edge)
@@ -52,6 +60,7 @@ pub(super) fn collect(
         if cpu_start.is_none() && now >= go.warm_end {
             window(Window::Opened);
             cpu_start = Some(cpu::process_times());
+            udp_start = counters();
         }
         let wait = if cpu_start.is_none() {
             go.warm_end - now
@@ -117,13 +126,17 @@ pub(super) fn collect(
         // The run ended before its warm-up did (a stop, or a request count reached early):
         // the window is empty but its edges are still reported, in order.
         window(Window::Opened);
+        udp_start = counters();
         cpu::process_times()
     });
     let cpu_end = cpu::process_times();
+    let udp_end = counters();
     window(Window::Closed);
     Collected {
         intervals: pending,
         cpu_start,
         cpu_end,
+        udp_start,
+        udp_end,
     }
 }

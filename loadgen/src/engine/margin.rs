@@ -143,6 +143,40 @@ pub(super) fn wait(until_send: Duration, margin: Duration, timeout: Duration) ->
     }
 }
 
+/// How long an open-loop worker's next poll may sleep when its next send is `until_send` away
+/// (at `now`) and its loop's own next deadline `timeout` away, and whether to yield the CPU if
+/// that poll returns nothing. With a precise `timer`: sleep until the margin before the send,
+/// then spin (polling the sockets with a zero timeout, so echoes are read on time too) the rest
+/// of the way; the margin is at most half the `gap` ([`Margin::for_gap`] says why). Without
+/// one: sleep whole milliseconds only (poll rounds up), then spin, yielding when a poll found
+/// nothing. The spin before a timed send does not yield: handing the core to another thread
+/// there is exactly how a send comes out a scheduler slice late. Shared by the TCP and the UDP
+/// worker, so both keep the schedule the same way.
+pub(super) fn sleep_before_send(
+    until_send: Duration,
+    now: Instant,
+    timeout: Duration,
+    timer: Option<&mut Timer>,
+    margin: &Margin,
+    gap: Duration,
+) -> (Duration, bool) {
+    if let Some(t) = timer {
+        match wait(until_send, margin.for_gap(gap), timeout) {
+            Wait::Spin => return (Duration::ZERO, false),
+            Wait::Timer(after) => {
+                if t.arm(now + after, after) {
+                    return (timeout, false);
+                }
+            }
+        }
+    }
+    if until_send < timeout {
+        let ms = Duration::from_millis(until_send.as_millis() as u64);
+        return (ms, ms.is_zero());
+    }
+    (timeout, false)
+}
+
 /// Wake-ups measured before the run, on a scratch poller so no event of a real connection is
 /// consumed: sleeps of 50–250 µs, the gaps of the rates where lateness hurts most. Enough that
 /// one outlier is not the p99.9 (with 64 it was, and pinned the margin at [`MAX`]), few enough

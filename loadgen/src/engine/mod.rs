@@ -15,6 +15,8 @@
 //! and the interval grid ([`schedule`]), the owed arrivals ([`arrivals`]), a worker's live 1 s
 //! intervals ([`intervals`]), what one measured completion records ([`record`]), the give-up
 //! clock of a request-count run ([`stall`]), and the classification of failures ([`errors`]).
+//! UDP runs replace the TCP worker with the UDP worker ([`mod@udp`]) over the same machinery:
+//! its datagrams' wire format and fates are [`datagram`], its receive call [`rxq`].
 //!
 //! This module is the entry ([`run`]) and the one histogram shape every thread records into, so
 //! that merging is exact. It deliberately does not format, print or write files; it returns a
@@ -24,6 +26,7 @@ mod arrivals;
 mod assemble;
 mod collect;
 mod conn;
+mod datagram;
 mod errors;
 mod intervals;
 mod margin;
@@ -31,9 +34,11 @@ mod mode;
 mod msg;
 mod pipe;
 mod record;
+mod rxq;
 mod schedule;
 mod stall;
 mod startup;
+mod udp;
 mod verdict;
 mod worker;
 
@@ -51,6 +56,17 @@ use msg::Msg;
 
 pub use record::Recorder;
 pub use schedule::Schedule;
+
+/// Whether a UDP echo server answers at `addr`: one header-only datagram (connection id
+/// `u32::MAX`, sequence 0) from a fresh socket, the same probe every UDP load thread sends
+/// before a run. `Ok(true)`: an echo came within `wait`; `Ok(false)`: silence (a UDP server
+/// may simply not answer); `Err` with kind `ConnectionRefused`: an ICMP port unreachable came
+/// back (nothing listens there), or another socket error. Blocks for at most `wait`.
+///
+/// For a caller that must choose among several addresses of a host name, as `load` does.
+pub fn probe_udp(addr: std::net::SocketAddr, wait: std::time::Duration) -> io::Result<bool> {
+    udp::probe(addr, wait)
+}
 
 /// Highest trackable latency: one hour in ns. `saturating_record` clamps anything above.
 const HIGHEST_NS: u64 = 3_600_000_000_000;
@@ -125,7 +141,8 @@ fn run_with(w: &Workload, stop: &Stop, hooks: &Hooks, inject: Inject) -> Result<
         let go = startup::timeline(w);
         let wall_t0 = SystemTime::now() + startup::START_LEAD;
         launched.go(go);
-        let collected = collect::collect(&rx, threads, go, hooks);
+        let udp = w.options().proto == crate::Proto::Udp;
+        let collected = collect::collect(&rx, threads, go, hooks, udp);
         let mut outcomes = Vec::with_capacity(threads);
         for h in launched.handles {
             match h.join() {
@@ -294,5 +311,55 @@ mod tests {
             "{:?}",
             r.warnings
         );
+    }
+
+    /// A UDP echo server on its own thread, for as long as the test process lives.
+    fn udp_echo_server() -> std::net::SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_udp_generator_that_sends_late_is_saturated() {
+        // The same injected lateness as for TCP: UDP open loop is judged by the same rule, on
+        // what it sent (a datagram the server lost was still sent on time).
+        let mut o = crate::Options::new(udp_echo_server());
+        o.proto = crate::Proto::Udp;
+        o.connections = 2;
+        o.rate = Some(200.0);
+        o.duration = Some(Duration::from_millis(1000));
+        o.warmup = Duration::from_millis(200);
+        o.timeout = Duration::from_millis(500);
+        let late = |by: u64| {
+            run_with(
+                &o.clone().validate().unwrap(),
+                &Stop::new(),
+                &Hooks::default(),
+                Inject {
+                    late_by: Duration::from_micros(by),
+                    ..Inject::REAL
+                },
+            )
+            .unwrap()
+        };
+        let r = late(800);
+        assert!(r.send_lag_us.as_ref().unwrap().p50 >= 800.0);
+        assert!(r.saturated, "{:?}", r.warnings);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("saturated: the generator sent late")),
+            "{:?}",
+            r.warnings
+        );
+        let u = r.udp.unwrap();
+        assert!(u.sent >= 150, "{u:?}");
     }
 }

@@ -4,9 +4,11 @@
 //! loop: at its intended time from the schedule), [`Carrier`] *how* it travels (a persistent
 //! connection, or a connection of its own). They combine freely (`--rate` with
 //! `--connect-per-request` is an open-loop connect-per-request run), so a mode is the pair
-//! rather than one enum of every combination. A new way of carrying requests (UDP datagrams) is
-//! a new [`Carrier`], a new way of waiting (busy polling) a field next to these: each is matched
-//! where it matters instead of adding a boolean that every branch has to remember.
+//! rather than one enum of every combination. A new way of waiting (busy polling) is a field next
+//! to these, matched where it matters instead of a boolean every branch has to remember. UDP
+//! datagrams are not a third [`Carrier`]: a datagram socket has no connection life (connect,
+//! fail, reconnect) for these branches to share, so it has a worker of its own
+//! ([`super::udp`]) over the same schedule, timer, intervals and report.
 //!
 //! Deliberately only the classification: the state each mode needs (the open loop's owed
 //! arrivals and timer) lives in the worker.

@@ -103,6 +103,11 @@ pub(super) struct Outcome {
     /// Open loop, duration run: measured arrivals still owed at the deadline, never sent.
     pub(super) unsent: u64,
     pub(super) warnings: Vec<String>,
+    /// UDP runs: what became of the measured datagrams (`kernel` not filled here).
+    pub(super) udp: Option<crate::report::Udp>,
+    /// UDP runs: datagrams this worker's sockets' receive queues dropped over the window
+    /// (`SO_RXQ_OVFL`), if the kernel reports it.
+    pub(super) own_rcvbuf_drops: Option<u64>,
 }
 
 impl Outcome {
@@ -124,6 +129,8 @@ impl Outcome {
             queued: 0,
             unsent: 0,
             warnings,
+            udp: None,
+            own_rcvbuf_drops: None,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::errors::{Kind, kind_of};
 use super::mode::{Carrier, Mode};
 use super::msg::{Go, Msg, Outcome, PanicNotice, Plan, Tx};
 use super::worker::{IDLE_BASE, worker};
-use crate::workload::{Limit, Workload};
+use crate::workload::{Limit, Proto, Workload};
 use crate::{LoadError, Stop};
 
 /// How far ahead of telling the workers the timeline starts: long enough for a woken thread to
@@ -304,7 +304,8 @@ pub(super) struct Launched<'scope> {
     pub(super) handles: Vec<ScopedJoinHandle<'scope, Option<Outcome>>>,
 }
 
-fn split(total: u64, parts: usize, i: usize) -> u64 {
+/// Part `i` of `total` split over `parts` as evenly as possible (the first ones get the rest).
+pub(super) fn split(total: u64, parts: usize, i: usize) -> u64 {
     let parts = parts as u64;
     total / parts + u64::from((i as u64) < total % parts)
 }
@@ -350,7 +351,10 @@ pub(super) fn launch<'scope, 'env>(
             .name(format!("loadgen-{id}"))
             .spawn_scoped(s, move || {
                 let _notice = notice;
-                worker(w, plan, stop, tx, grx, inject)
+                match w.options().proto {
+                    Proto::Tcp => worker(w, plan, stop, tx, grx, inject),
+                    Proto::Udp => super::udp::worker(w, plan, stop, tx, grx, inject),
+                }
             });
         match spawned {
             Ok(h) => {

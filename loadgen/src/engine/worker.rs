@@ -58,14 +58,14 @@ use crate::workload::{Options, Workload};
 /// Idle connections get tokens from here up, so one `usize` tells the two kinds apart.
 pub(super) const IDLE_BASE: usize = 1 << 30;
 /// The open-loop send timer's token, just below the idle range.
-const TIMER: Token = Token(IDLE_BASE - 1);
+pub(super) const TIMER: Token = Token(IDLE_BASE - 1);
 /// Busy-poll: a thread with at most this many connections reads them directly between polls
 /// ([`Worker::read_awaited`]).
 const DIRECT_READ_MAX: usize = 4;
 /// Busy-poll: every this many turns poll anyway (closes, errors, writability).
 const BUSY_POLL_EVERY: u32 = 64;
 /// How often a worker scans its connections for timeouts and due reconnects.
-const TICK: Duration = Duration::from_millis(10);
+pub(super) const TICK: Duration = Duration::from_millis(10);
 /// The most owed open-loop requests one loop turn sends before it polls again: enough to
 /// amortise a poll over many sends, few enough that a turn stays short (a few hundred µs).
 pub(super) const ARRIVAL_BATCH: usize = 64;
@@ -87,7 +87,7 @@ const EVENT_ON_EVERY_ARRIVAL: bool = cfg!(any(
     target_os = "dragonfly"
 ));
 
-fn ns(d: Duration) -> u64 {
+pub(super) fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
@@ -161,6 +161,39 @@ pub(super) fn worker(
     Some(wk.finish())
 }
 
+/// The start of every worker thread, TCP or UDP: pin it (a warning if that fails), ask for
+/// exact timer expiry (a warning if refused), make its poller. A poller that cannot be made is
+/// reported as `SetupFailed` (the coordinator fails the run) and gives `None`.
+pub(super) fn thread_setup(plan: &Plan, tx: &Tx, inject: Inject) -> Option<(Poll, Vec<String>)> {
+    let mut warnings = Vec::new();
+    if let Some(cpu) = plan.cpu
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+    {
+        warnings.push(format!(
+            "could not pin a load thread to CPU {cpu}; running unpinned"
+        ));
+    }
+    if !timer::precise_wakeups() {
+        warnings.push(
+            "could not set a load thread's timer slack to 1 ns: its wake-ups may be up to \
+             50 µs late"
+                .to_owned(),
+        );
+    }
+    match (inject.new_poll)(plan.id) {
+        Ok(p) => Some((p, warnings)),
+        Err(e) => {
+            // Not a connect error (`Ready`): the coordinator fails the whole run on this.
+            let e = io::Error::new(
+                e.kind(),
+                format!("load thread {}: cannot create its poller: {e}", plan.id),
+            );
+            let _ = tx.send((plan.id, Msg::SetupFailed(e)));
+            None
+        }
+    }
+}
+
 impl<'a> Prepared<'a> {
     /// All the start-up work of one worker, then its `Ready` (or `SetupFailed`, then `None`).
     fn new(w: &'a Workload, plan: Plan, stop: &Stop, tx: Tx, inject: Inject) -> Option<Self> {
@@ -177,33 +210,7 @@ impl<'a> Prepared<'a> {
         connect: impl FnMut(std::net::SocketAddr, Duration) -> io::Result<TcpStream>,
     ) -> Option<Self> {
         let o = w.options();
-        let mut warnings = Vec::new();
-        if let Some(cpu) = plan.cpu
-            && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
-        {
-            warnings.push(format!(
-                "could not pin a load thread to CPU {cpu}; running unpinned"
-            ));
-        }
-        if !timer::precise_wakeups() {
-            warnings.push(
-                "could not set a load thread's timer slack to 1 ns: its wake-ups may be up to \
-                 50 µs late"
-                    .to_owned(),
-            );
-        }
-        let poll = match (inject.new_poll)(plan.id) {
-            Ok(p) => p,
-            Err(e) => {
-                // Not a connect error (`Ready`): the coordinator fails the whole run on this.
-                let e = io::Error::new(
-                    e.kind(),
-                    format!("load thread {}: cannot create its poller: {e}", plan.id),
-                );
-                let _ = tx.send((plan.id, Msg::SetupFailed(e)));
-                return None;
-            }
-        };
+        let (poll, mut warnings) = thread_setup(&plan, &tx, inject)?;
         let Started {
             conns,
             idle,
@@ -477,32 +484,13 @@ impl Worker<'_> {
             let ready = self.budget.allows(self.measured(next)) && self.has_free_slot();
             return (if ready { Duration::ZERO } else { timeout }, false);
         }
-        let d = next - now;
         let Pace::Open {
             timer, margin, gap, ..
         } = &mut self.pace
         else {
             return (timeout, false);
         };
-        if let Some(t) = timer.as_mut() {
-            // Sleep until the margin before the send, then spin (polling the sockets with a
-            // zero timeout, so echoes are read on time too) the rest of the way; the margin
-            // is at most half the gap (`Margin::for_gap` says why).
-            match margin::wait(d, margin.for_gap(*gap), timeout) {
-                margin::Wait::Spin => return (Duration::ZERO, false),
-                margin::Wait::Timer(after) => {
-                    if t.arm(now + after, after) {
-                        return (timeout, false);
-                    }
-                }
-            }
-        }
-        if d < timeout {
-            // No precise timer: sleep whole milliseconds only (poll rounds up), then spin.
-            let ms = Duration::from_millis(d.as_millis() as u64);
-            return (ms, ms.is_zero());
-        }
-        (timeout, false)
+        margin::sleep_before_send(next - now, now, timeout, timer.as_mut(), margin, *gap)
     }
 
     /// If the poll just returned because the send timer fired, teach the margin how late that

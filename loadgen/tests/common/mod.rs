@@ -5,6 +5,8 @@
 //! project's echo servers: these exist to be predictable, not fast.
 #![allow(dead_code)]
 
+pub mod udp;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
