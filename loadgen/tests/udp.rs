@@ -54,6 +54,15 @@ fn a_faulty_server_s_drops_duplicates_and_swaps_are_counted_exactly() {
     assert_eq!((u.late, u.in_flight), (0, 0));
     assert_eq!(r.requests, u.received);
     assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    // And from the rules alone, per socket of 200 datagrams (n = 1..=200): every tenth dropped,
+    // n % 20 == 5 sent twice; a swap for every n % 4 == 1 whose neighbour is not dropped
+    // (n % 20 == 9 is), unless the neighbour came later than HOLD (a busy machine), so at most.
+    let per = 1..=200u64;
+    let rule = |f: fn(&u64) -> bool| 2 * per.clone().filter(f).count() as u64;
+    assert_eq!(u.lost, rule(|n| n % 10 == 0));
+    assert_eq!(u.duplicated, rule(|n| n % 20 == 5));
+    assert!(u.reordered <= rule(|n| n % 4 == 1 && n % 20 != 9));
+    println!("faulty server: {s:?}\ngenerator: {u:?}");
     let ratio = s.dropped as f64 / s.received as f64;
     assert!((u.loss_ratio - ratio).abs() < 1e-12, "{}", u.loss_ratio);
 }
