@@ -221,8 +221,9 @@ impl Percentiles {
     }
 }
 
-/// The shape of a point (contract names: `latency`, `throughput`, `heavy`, `open`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The shape of a point (contract names: `latency`, `latency-spin`, `throughput`, `heavy`,
+/// `open`, `udp-latency`, `udp-open`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PointSpec {
     pub name: String,
     pub connections: usize,
@@ -232,6 +233,13 @@ pub struct PointSpec {
     /// Open loop at this fraction of the same model's `throughput` rate in the same round;
     /// null for closed loop.
     pub rate_of_throughput: Option<f64>,
+    /// The transport (`tcp` when absent: a summary written before UDP points existed).
+    #[serde(default)]
+    pub proto: loadgen::Proto,
+    /// Open loop at this fixed rate, requests (datagrams) per second, the same for every
+    /// model (`udp-open`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_rps: Option<f64>,
 }
 
 /// One model × point, aggregated over the rounds that measured it.

@@ -99,6 +99,7 @@ fn run_folder() -> PathBuf {
             size: 64,
             depth: 1,
             rate_of_throughput: None,
+            ..Default::default()
         }],
         models,
         interrupted: false,

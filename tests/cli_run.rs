@@ -257,3 +257,80 @@ fn one_cpu_runs_unpinned_with_a_warning() {
     assert!(warnings.contains("not pinned"), "{warnings}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The UDP points: the server started with `--proto udp`, the generator's loss in every result,
+/// the summary's loss per point, and the report's TCP-and-UDP section beside the TCP point.
+#[test]
+fn udp_points_measure_datagram_echo_and_report_loss() {
+    let dir = temp("udp");
+    let model = if cfg!(target_os = "linux") {
+        "epoll"
+    } else {
+        "mio"
+    };
+    let out = iomodels(&[
+        "run",
+        "--models",
+        model,
+        "--points",
+        "latency,udp-latency,udp-open",
+        "--rounds",
+        "1",
+        "-t",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--no-explain",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for p in ["udp-latency", "udp-open"] {
+        let r = read_json(&dir.join(model).join(format!("{p}.json")));
+        assert_eq!(r["workload"]["proto"], "udp", "{p}");
+        assert_eq!(r["server"]["stats"]["proto"], "udp", "{p}");
+        let u = &r["udp"];
+        let (sent, received, lost) = (
+            u["sent"].as_u64().unwrap(),
+            u["received"].as_u64().unwrap(),
+            u["lost"].as_u64().unwrap(),
+        );
+        assert!(sent > 0 && received > 0, "{p}: {u}");
+        assert_eq!(
+            sent,
+            received + lost + u["in_flight"].as_u64().unwrap(),
+            "{p}: {u}"
+        );
+        // Every datagram the server echoed came from this generator (plus its probe).
+        assert!(r["server"]["stats"]["datagrams_in"].as_u64().unwrap() >= received);
+    }
+    let open = read_json(&dir.join(model).join("udp-open.json"));
+    assert_eq!(open["target_rps"], 20_000.0);
+    let s = read_json(&dir.join("summary.json"));
+    let points = s["points"].as_array().unwrap();
+    let spec = points.iter().find(|p| p["name"] == "udp-open").unwrap();
+    assert_eq!(
+        (spec["proto"].as_str(), spec["rate_rps"].as_f64()),
+        (Some("udp"), Some(20_000.0))
+    );
+    let ms = &s["models"][0]["points"];
+    let udp_open = ms
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["point"] == "udp-open")
+        .unwrap();
+    assert!(
+        udp_open["udp_loss_ratio"]["value"].is_number(),
+        "{udp_open}"
+    );
+    assert!(
+        stdout.contains("udp-open") && stdout.contains("UDP loss"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("TCP and UDP side by side") && html.contains("loss % (median)"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

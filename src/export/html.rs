@@ -68,6 +68,7 @@ pub fn render_with(runs: &[LoadedRun], sweeps: &[super::sweep::LoadedSweep]) -> 
         point_section(&mut out, spec, &series);
     }
     wake_up_section(&mut out, &series);
+    tcp_udp_section(&mut out, &series);
     scaling_section(&mut out, &points, &series);
     out.push_str(&super::explain::html_section(runs));
     failures_section(&mut out, runs);
@@ -293,6 +294,12 @@ fn nav(out: &mut String, runs: &[LoadedRun], points: &[&PointSpec], series: &[Se
     }
     if series.iter().any(|s| WakeUpCost::of(s.model).is_some()) {
         out.push_str("<a href=\"#wake-up\">wake-up cost</a>");
+    }
+    if series
+        .iter()
+        .any(|s| s.point("udp-latency").is_some() || s.point("udp-open").is_some())
+    {
+        out.push_str("<a href=\"#tcp-udp\">TCP and UDP</a>");
     }
     out.push_str("<a href=\"#scaling\">against connections</a>");
     if super::explain::any(runs) {
@@ -981,6 +988,73 @@ pub(super) fn legend_corner<'a>(
 }
 
 /// `value`, and under it `min–max` when the stat has more than one round.
+/// A ratio as a percentage with three decimals (UDP loss: 0.001 % is one datagram in 100,000).
+fn percent(ratio: f64) -> String {
+    format!("{:.3}", ratio * 100.0)
+}
+
+/// TCP and UDP side by side, per model: the same shapes (`latency` and `udp-latency`: 1 × 64 B
+/// closed loop; `open` and `udp-open`: 50 × 512 B open loop) over each transport, with the
+/// UDP loss. Drawn only when the runs have a UDP point.
+fn tcp_udp_section(out: &mut String, series: &[Series<'_>]) {
+    let has = |s: &Series<'_>, p: &str| s.point(p).is_some();
+    let rows: Vec<&Series<'_>> = series
+        .iter()
+        .filter(|s| has(s, "udp-latency") || has(s, "udp-open"))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2 id=\"tcp-udp\">TCP and UDP side by side</h2>\n<p class=\"what\">The same shapes over \
+         each transport: <b>latency</b> against <b>udp-latency</b> (1 × 64 B, closed loop) and \
+         <b>open</b> (50 × 512 B at half the model's TCP throughput) against <b>udp-open</b> \
+         (50 sockets × 512 B at a fixed rate, the same for every model). A UDP echo needs no \
+         connection state and no stream reassembly, but every datagram is a system call each \
+         way; the loss is datagrams with no echo within the timeout (full receive buffers), \
+         left out of the latency and the throughput.</p>\n\
+         <div class=\"scroll\"><table>\n<thead><tr><th>model</th><th>latency p50 µs</th>\
+         <th>udp-latency p50 µs</th><th>latency server CPU µs/req</th>\
+         <th>udp-latency server CPU µs/req</th><th>open p99 µs</th><th>udp-open p99 µs</th>\
+         <th>udp-open server CPU µs/req</th><th>udp-open loss %</th></tr></thead>\n<tbody>\n",
+    );
+    let dash = || "–".to_owned();
+    for s in rows {
+        let p50 = |p: &str| {
+            s.point(p)
+                .map_or_else(dash, |x| cell(&x.latency_us.p50, num))
+        };
+        let p99 = |p: &str| {
+            s.point(p)
+                .map_or_else(dash, |x| cell(&x.latency_us.p99, num))
+        };
+        let cpu = |p: &str| {
+            s.point(p)
+                .and_then(|x| x.server_cpu_us.as_ref())
+                .map_or_else(dash, |c| cell(c, num))
+        };
+        let loss = s
+            .point("udp-open")
+            .and_then(|x| x.udp_loss_ratio.as_ref())
+            .map_or_else(dash, |l| cell(l, percent));
+        let _ = writeln!(
+            out,
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{loss}</td></tr>",
+            swatch(s.colour),
+            esc(&s.label),
+            p50("latency"),
+            p50("udp-latency"),
+            cpu("latency"),
+            cpu("udp-latency"),
+            p99("open"),
+            p99("udp-open"),
+            cpu("udp-open"),
+        );
+    }
+    out.push_str("</tbody></table></div>\n");
+}
+
 fn cell(stat: &Stat, f: fn(f64) -> String) -> String {
     if stat.rounds.len() > 1 {
         format!(
@@ -998,13 +1072,16 @@ fn point_table(out: &mut String, point: &str, rows: &[(&Series<'_>, &PointSummar
     if rows.is_empty() {
         return;
     }
+    // UDP points add the loss: datagrams with no echo within the timeout (median of rounds).
+    let udp = rows.iter().any(|(_, p)| p.udp_loss_ratio.is_some());
     let _ = writeln!(
         out,
         "<h3>{}: every figure</h3>\n<div class=\"scroll\"><table>\n<thead><tr><th>model</th>\
          <th>rounds</th><th>req/s (best)</th><th>p50 µs</th><th>p90 µs</th><th>p99 µs</th>\
          <th>p99.9 µs</th><th>p99.99 µs</th><th>max µs</th><th>server CPU µs/req</th>\
-         <th>client CPU µs/req</th><th>errors</th><th>saturated rounds</th></tr></thead>\n<tbody>",
-        esc(point)
+         <th>client CPU µs/req</th><th>errors</th>{}<th>saturated rounds</th></tr></thead>\n<tbody>",
+        esc(point),
+        if udp { "<th>loss % (median)</th>" } else { "" }
     );
     for (s, p) in rows {
         let l = &p.latency_us;
@@ -1023,10 +1100,15 @@ fn point_table(out: &mut String, point: &str, rows: &[(&Series<'_>, &PointSummar
             .server_cpu_us
             .as_ref()
             .map_or_else(|| "–".to_owned(), |c| cell(c, num));
+        let loss = match (&p.udp_loss_ratio, udp) {
+            (Some(l), _) => format!("<td>{}</td>", cell(l, percent)),
+            (None, true) => "<td>–</td>".to_owned(),
+            (None, false) => String::new(),
+        };
         let _ = writeln!(
             out,
             "<tr><td>{model}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{server}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{server}</td><td>{}</td><td>{}</td>{loss}<td>{}</td></tr>",
             p.rounds,
             cell(&p.throughput_rps, grouped),
             cell(&l.p50, num),
@@ -1468,6 +1550,7 @@ mod tests {
                         size: *size,
                         depth: 1,
                         rate_of_throughput: *rate,
+                        ..Default::default()
                     })
                     .collect(),
                 models: summaries,

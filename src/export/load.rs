@@ -202,6 +202,8 @@ fn load_result(path: &Path) -> anyhow::Result<LoadedRun> {
             size: w.size,
             depth: w.depth,
             rate_of_throughput: None,
+            proto: w.proto,
+            rate_rps: w.rate,
         }],
         models: vec![ModelSummary {
             description: servers::Model::from_name(&model)
@@ -311,6 +313,7 @@ pub(crate) mod tests {
                 size: 512,
                 depth: 1,
                 rate_of_throughput: None,
+                ..Default::default()
             }],
             models: models
                 .iter()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use iomodels::child::ServeChild;
 use iomodels::explain::Session;
 use iomodels::record::{PointResult, ServeConfig, ServerSide};
-use loadgen::{Cpu, Hooks, LoadError, Options, Progress, Stop, Window};
+use loadgen::{Cpu, Hooks, LoadError, Options, Progress, Proto, Stop, Window};
 
 use super::plan::{Point, Timing};
 
@@ -52,6 +52,10 @@ impl Outcome {
     }
 }
 
+/// The generator's `--timeout` for UDP points: an echo later than this is a lost datagram
+/// (1,000× a loopback round trip), and a run's end-of-window drain waits at most this long.
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The `serve` flags that reproduce `config` exactly.
 pub fn serve_args(config: &ServeConfig) -> Vec<String> {
     let mut a = vec![
@@ -88,12 +92,15 @@ pub fn measure_with(
     shape: &dyn Fn(&mut Options),
     progress: &dyn Fn(&Progress),
 ) -> Outcome {
-    let mut child =
-        match ServeChild::spawn(job.exe, job.model, &serve_args(job.serve), CHILD_TIMEOUT) {
-            Ok(c) => c,
-            Err(e) => return Outcome::failed(format!("server did not start: {e}")),
-        };
     let p = job.point;
+    let mut args = serve_args(job.serve);
+    if p.proto == Proto::Udp {
+        args.extend(["--proto".to_owned(), "udp".to_owned()]);
+    }
+    let mut child = match ServeChild::spawn(job.exe, job.model, &args, CHILD_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(format!("server did not start: {e}")),
+    };
     let mut o = Options::new(child.addr());
     o.connections = p.connections;
     o.size = p.size;
@@ -103,6 +110,12 @@ pub fn measure_with(
     o.cpus = job.client_cpus.map(<[usize]>::to_vec);
     o.threads = job.client_cpus.map_or(1, <[usize]>::len).min(p.connections);
     o.busy_poll = p.busy_poll;
+    o.proto = p.proto;
+    if p.proto == Proto::Udp {
+        // A datagram is lost when its echo is this late; a duration run drains for at most
+        // this long at its end, so the default 5 s would add 5 s to every lossy point.
+        o.timeout = UDP_TIMEOUT;
+    }
     shape(&mut o);
     let workload = match o.validate() {
         Ok(w) => w,

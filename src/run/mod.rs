@@ -453,8 +453,15 @@ fn measure_all(
                     return Ok(());
                 }
                 let what = format!("round {round}/{rounds} {} {model}", point.name);
+                if let Some(why) = not_served(model, *point) {
+                    if round == 1 {
+                        bar.finished(&what, &format!("skipped: {why}"));
+                        out.warn(format!("{model}: {} skipped: {why}", point.name));
+                    }
+                    continue;
+                }
                 let rate = match point.rate_of_throughput {
-                    None => None,
+                    None => point.fixed_rate,
                     Some(f) => match rates.iter().find(|(m, _)| *m == model) {
                         Some((_, r)) => Some(r * f),
                         None => match calibrate(setup, exe, model, stop) {
@@ -511,6 +518,18 @@ fn measure_all(
     Ok(())
 }
 
+/// Why `model` cannot be measured at `point` (a UDP point and a model that serves only TCP,
+/// from the registry), or `None`.
+fn not_served(model: &str, point: plan::Point) -> Option<String> {
+    let proto = match point.proto {
+        loadgen::Proto::Tcp => servers::Proto::Tcp,
+        loadgen::Proto::Udp => servers::Proto::Udp,
+    };
+    servers::Model::from_name(model)
+        .and_then(|m| m.serves(proto).err())
+        .map(str::to_owned)
+}
+
 /// Kernel counts per request (`explain`), in one short measurement per model × point after
 /// the rounds, so the counters' own cost (≈ 0.3 µs of server CPU per request for `epoll`,
 /// +8 %, more for models that make more system calls: every call passes a tracepoint) never
@@ -533,8 +552,11 @@ fn explain_pass(
                 return Ok(());
             }
             let what = format!("kernel counts {} {model}", point.name);
+            if not_served(model, *point).is_some() {
+                continue;
+            }
             let rate = match point.rate_of_throughput {
-                None => None,
+                None => point.fixed_rate,
                 Some(f) => match rates.iter().find(|(m, _)| *m == model) {
                     Some((_, r)) => Some(r * f),
                     None => {

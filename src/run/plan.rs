@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use iomodels::record::PointSpec;
+use loadgen::Proto;
 
 /// One point of the matrix (contract names and shapes).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,11 +19,27 @@ pub struct Point {
     pub rate_of_throughput: Option<f64>,
     /// The generator busy-polls (`load --busy-poll`): round trips without its wake-up.
     pub busy_poll: bool,
+    /// The transport: `serve --proto` and `load --proto`.
+    pub proto: Proto,
+    /// Open loop at this fixed rate (req/s), the same for every model.
+    pub fixed_rate: Option<f64>,
 }
+
+/// The rate of `udp-open`, datagrams per second in all (50 sockets): fixed, so every model is
+/// offered the same load, and low enough that every model keeps up on the reference machine
+/// (2 vCPUs, where UDP echo over loopback starts losing datagrams to full receive buffers
+/// near 50,000 per second with default buffers: the loss column then shows the model's, not
+/// the rate's). ARCHITECTURE.md, "UDP in run", has the measurement.
+pub const UDP_OPEN_RATE: f64 = 20_000.0;
+
+/// A TCP point's fields besides its shape.
+const TCP: (Proto, Option<f64>) = (Proto::Tcp, None);
 
 /// Every point, in the order a round runs them (`throughput` before `open`, which needs its
 /// rate). `latency-spin` is `latency` with a busy-polling generator, right after it, so the
 /// two differ only by the client's wake-up (the report's wake-up cost per round trip).
+/// `udp-latency` and `udp-open` are `latency` and `open` over UDP (datagram echo, loss
+/// counted), for the models that serve UDP; `udp-open` at a fixed rate ([`UDP_OPEN_RATE`]).
 pub const POINTS: &[Point] = &[
     Point {
         name: "latency",
@@ -30,6 +47,8 @@ pub const POINTS: &[Point] = &[
         size: 64,
         rate_of_throughput: None,
         busy_poll: false,
+        proto: TCP.0,
+        fixed_rate: TCP.1,
     },
     Point {
         name: "latency-spin",
@@ -37,6 +56,8 @@ pub const POINTS: &[Point] = &[
         size: 64,
         rate_of_throughput: None,
         busy_poll: true,
+        proto: TCP.0,
+        fixed_rate: TCP.1,
     },
     Point {
         name: "throughput",
@@ -44,6 +65,8 @@ pub const POINTS: &[Point] = &[
         size: 512,
         rate_of_throughput: None,
         busy_poll: false,
+        proto: TCP.0,
+        fixed_rate: TCP.1,
     },
     Point {
         name: "heavy",
@@ -51,6 +74,8 @@ pub const POINTS: &[Point] = &[
         size: 512,
         rate_of_throughput: None,
         busy_poll: false,
+        proto: TCP.0,
+        fixed_rate: TCP.1,
     },
     Point {
         name: "open",
@@ -58,6 +83,26 @@ pub const POINTS: &[Point] = &[
         size: 512,
         rate_of_throughput: Some(0.5),
         busy_poll: false,
+        proto: TCP.0,
+        fixed_rate: TCP.1,
+    },
+    Point {
+        name: "udp-latency",
+        connections: 1,
+        size: 64,
+        rate_of_throughput: None,
+        busy_poll: false,
+        proto: Proto::Udp,
+        fixed_rate: None,
+    },
+    Point {
+        name: "udp-open",
+        connections: 50,
+        size: 512,
+        rate_of_throughput: None,
+        busy_poll: false,
+        proto: Proto::Udp,
+        fixed_rate: Some(UDP_OPEN_RATE),
     },
 ];
 
@@ -70,6 +115,8 @@ impl Point {
             size: self.size,
             depth: 1,
             rate_of_throughput: self.rate_of_throughput,
+            proto: self.proto,
+            rate_rps: self.fixed_rate,
         }
     }
 }
