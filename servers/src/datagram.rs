@@ -28,16 +28,21 @@ use crate::stats::LoopCounters;
 mod linux;
 #[cfg(target_os = "linux")]
 #[allow(unused_imports)] // io_uring's receive parses its own control messages with it
-pub(crate) use linux::{COUNTS_DROPS, DROPS_SOURCE, control_drops, enable_drop_count, recv};
+pub(crate) use linux::{
+    COUNTS_DROPS, DROPS_SOURCE, control_drops, drop_reader, enable_drop_count, recv,
+};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{COUNTS_DROPS, DROPS_SOURCE, enable_drop_count, recv};
+pub(crate) use portable::{COUNTS_DROPS, DROPS_SOURCE, drop_reader, enable_drop_count, recv};
 
 /// Bytes of the receive buffer: at least the largest UDP payload over IPv4 (65,507 B) or IPv6
 /// without jumbograms (65,527 B), so no datagram is ever cut.
 pub(crate) const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// Reads a socket's kernel drop count now (`None` if it cannot be read).
+pub(crate) type DropReader = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// One datagram a receive returned.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +258,7 @@ mod tests {
         let counters = shared.new_loop();
         let endpoint = Endpoint {
             socket: server,
-            drops: shared.new_socket_drops(),
+            drops: shared.new_socket_drops(None),
         };
         (endpoint, client, counters, shared)
     }
