@@ -288,6 +288,51 @@ mod tests {
         assert_eq!(counters.datagrams_in_now(), 4);
     }
 
+    /// A socket whose send buffer is always full: one datagram to receive, then none.
+    struct FullSendBuffer {
+        pending: std::cell::Cell<bool>,
+        sends: std::cell::Cell<usize>,
+    }
+
+    impl DatagramSocket for FullSendBuffer {
+        fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+            if !self.pending.replace(false) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            buf[..3].copy_from_slice(b"abc");
+            Ok(Received {
+                len: 3,
+                from: "127.0.0.1:9".parse().unwrap(),
+                drops: Some(5),
+            })
+        }
+
+        fn send_to(&self, _buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
+            self.sends.set(self.sends.get() + 1);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    #[test]
+    fn a_full_send_buffer_drops_the_echo_once_and_moves_on() {
+        let shared = Shared::default();
+        let counters = shared.new_loop();
+        let drops = shared.new_socket_drops(None);
+        let sock = FullSendBuffer {
+            pending: std::cell::Cell::new(true),
+            sends: std::cell::Cell::new(0),
+        };
+        Echo::new().drain(&sock, &drops, &counters).unwrap();
+        assert_eq!(sock.sends.get(), 1, "one attempt, no retry loop");
+        assert_eq!(counters.send_drops_now(), 1);
+        assert_eq!(counters.datagrams_in_now(), 1);
+        assert_eq!(
+            drops.load(Relaxed),
+            5,
+            "the drop count the receive reported"
+        );
+    }
+
     #[test]
     fn a_failed_send_is_counted_and_not_retried() {
         let (ep, _client, counters, _shared) = pair();
