@@ -28,16 +28,21 @@ use crate::stats::LoopCounters;
 mod linux;
 #[cfg(target_os = "linux")]
 #[allow(unused_imports)] // io_uring's receive parses its own control messages with it
-pub(crate) use linux::{COUNTS_DROPS, DROPS_SOURCE, control_drops, enable_drop_count, recv};
+pub(crate) use linux::{
+    COUNTS_DROPS, DROPS_SOURCE, control_drops, drop_reader, enable_drop_count, recv,
+};
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{COUNTS_DROPS, DROPS_SOURCE, enable_drop_count, recv};
+pub(crate) use portable::{COUNTS_DROPS, DROPS_SOURCE, drop_reader, enable_drop_count, recv};
 
 /// Bytes of the receive buffer: at least the largest UDP payload over IPv4 (65,507 B) or IPv6
 /// without jumbograms (65,527 B), so no datagram is ever cut.
 pub(crate) const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// Reads a socket's kernel drop count now (`None` if it cannot be read).
+pub(crate) type DropReader = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// One datagram a receive returned.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +258,7 @@ mod tests {
         let counters = shared.new_loop();
         let endpoint = Endpoint {
             socket: server,
-            drops: shared.new_socket_drops(),
+            drops: shared.new_socket_drops(None),
         };
         (endpoint, client, counters, shared)
     }
@@ -281,6 +286,51 @@ mod tests {
             assert_eq!(&back[..n], &data[..], "{size} B");
         }
         assert_eq!(counters.datagrams_in_now(), 4);
+    }
+
+    /// A socket whose send buffer is always full: one datagram to receive, then none.
+    struct FullSendBuffer {
+        pending: std::cell::Cell<bool>,
+        sends: std::cell::Cell<usize>,
+    }
+
+    impl DatagramSocket for FullSendBuffer {
+        fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+            if !self.pending.replace(false) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            buf[..3].copy_from_slice(b"abc");
+            Ok(Received {
+                len: 3,
+                from: "127.0.0.1:9".parse().unwrap(),
+                drops: Some(5),
+            })
+        }
+
+        fn send_to(&self, _buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
+            self.sends.set(self.sends.get() + 1);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    #[test]
+    fn a_full_send_buffer_drops_the_echo_once_and_moves_on() {
+        let shared = Shared::default();
+        let counters = shared.new_loop();
+        let drops = shared.new_socket_drops(None);
+        let sock = FullSendBuffer {
+            pending: std::cell::Cell::new(true),
+            sends: std::cell::Cell::new(0),
+        };
+        Echo::new().drain(&sock, &drops, &counters).unwrap();
+        assert_eq!(sock.sends.get(), 1, "one attempt, no retry loop");
+        assert_eq!(counters.send_drops_now(), 1);
+        assert_eq!(counters.datagrams_in_now(), 1);
+        assert_eq!(
+            drops.load(Relaxed),
+            5,
+            "the drop count the receive reported"
+        );
     }
 
     #[test]

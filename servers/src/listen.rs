@@ -79,8 +79,8 @@ pub(crate) fn bind_udp(
         .as_socket()
         .ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
     if config.threads == 1 || config.accept == AcceptMode::Handoff {
-        let drops = shared.new_socket_drops();
         let socket: UdpSocket = claim.into();
+        let drops = shared.new_socket_drops(datagram::drop_reader(&socket)?);
         let mut endpoints = Vec::with_capacity(config.threads);
         for _ in 1..config.threads {
             endpoints.push(Endpoint {
@@ -94,10 +94,9 @@ pub(crate) fn bind_udp(
     drop(claim);
     let endpoints = (0..config.threads)
         .map(|_| {
-            Ok(Endpoint {
-                socket: bind_udp_one(addr, config, true, shared)?.into(),
-                drops: shared.new_socket_drops(),
-            })
+            let socket: UdpSocket = bind_udp_one(addr, config, true, shared)?.into();
+            let drops = shared.new_socket_drops(datagram::drop_reader(&socket)?);
+            Ok(Endpoint { socket, drops })
         })
         .collect::<Result<Vec<_>, StartError>>()?;
     Ok((addr, endpoints))

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
+use crate::datagram::DropReader;
 use crate::models::Proto;
 
 /// What a server did, returned when it stops (and available live from
@@ -61,7 +62,8 @@ pub struct ServerStats {
     pub send_drops: u64,
     /// UDP: datagrams the kernel dropped before the server could read them (its sockets'
     /// receive buffers were full), over the run, summed over the server's sockets. On Linux
-    /// from `SO_RXQ_OVFL` (exact per socket, as of the last datagram each socket received);
+    /// exact per socket: `SO_RXQ_OVFL` with each datagram, and `/proc/net/udp`'s `drops` when
+    /// the stats are taken (drops after a socket's last datagram);
     /// `null` where the OS does not count them (`settings.rcvbuf_drops_source` says which).
     #[serde(default)]
     pub rcvbuf_drops: Option<u64>,
@@ -82,8 +84,9 @@ pub(crate) struct Shared {
     peak_open: AtomicU64,
     accept_errors: AtomicU64,
     loops: Mutex<Vec<Arc<LoopCounters>>>,
-    /// UDP: one kernel drop count per socket (clones of one socket share theirs).
-    socket_drops: Mutex<Vec<Arc<AtomicU64>>>,
+    /// UDP: one kernel drop count per socket (clones of one socket share theirs): the highest
+    /// `SO_RXQ_OVFL` seen, and a reader of the count now where the OS has one.
+    socket_drops: Mutex<Vec<(Arc<AtomicU64>, Option<DropReader>)>>,
     settings: Mutex<BTreeMap<String, String>>,
 }
 
@@ -114,12 +117,12 @@ impl Shared {
 
     /// A kernel drop count for one more UDP socket (highest value seen, see
     /// [`ServerStats::rcvbuf_drops`]).
-    pub(crate) fn new_socket_drops(&self) -> Arc<AtomicU64> {
+    pub(crate) fn new_socket_drops(&self, reader: Option<DropReader>) -> Arc<AtomicU64> {
         let drops = Arc::new(AtomicU64::new(0));
         self.socket_drops
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(drops.clone());
+            .push((drops.clone(), reader));
         drops
     }
 
@@ -171,7 +174,10 @@ impl Shared {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .iter()
-                        .map(|d| d.load(Relaxed))
+                        .map(|(seen, now)| {
+                            let now = now.as_ref().and_then(|read| read()).unwrap_or(0);
+                            seen.load(Relaxed).max(now)
+                        })
                         .sum()
                 },
             ),

@@ -6,14 +6,16 @@ use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::AsRawFd;
 
+use std::net::UdpSocket;
+
 use socket2::{SockAddr, SockRef};
 
-use super::Received;
+use super::{DropReader, Received};
 
 /// The kernel's drops are counted here.
 pub(crate) const COUNTS_DROPS: bool = true;
 /// How they are counted, for the stats' settings.
-pub(crate) const DROPS_SOURCE: &str = "SO_RXQ_OVFL";
+pub(crate) const DROPS_SOURCE: &str = "SO_RXQ_OVFL, and /proc/net/udp drops when stats are read";
 
 /// Room for one `SO_RXQ_OVFL` message (a header and a u32), generously aligned.
 const CONTROL: usize = 64;
@@ -81,6 +83,35 @@ pub(crate) fn recv(sock: SockRef<'_>, buf: &mut [u8]) -> io::Result<Received> {
     })
 }
 
+/// A reading of the socket's drop count now, for the stats: `SO_RXQ_OVFL` arrives only with a
+/// datagram, so drops after the last one a socket received would be missed; `/proc/net/udp`
+/// (and `udp6`) lists the same counter (`sk_drops`, its `drops` column) for every socket,
+/// found by the socket's inode. The reader holds a duplicate of the socket so the row exists
+/// until the stats are taken (it closes with the server).
+pub(crate) fn drop_reader(socket: &UdpSocket) -> io::Result<Option<DropReader>> {
+    let dup = socket.try_clone()?;
+    Ok(Some(Box::new(move || {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", dup.as_raw_fd())).ok()?;
+        let inode = link
+            .to_str()?
+            .strip_prefix("socket:[")?
+            .strip_suffix(']')?
+            .to_owned();
+        ["/proc/net/udp", "/proc/net/udp6"]
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .find_map(|table| drops_of(&table, &inode))
+    })))
+}
+
+/// The `drops` column of the row of `/proc/net/udp` whose inode is `inode`.
+fn drops_of(table: &str, inode: &str) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(9) == Some(&inode)).then(|| cols.last()?.parse().ok())?
+    })
+}
+
 /// The `SO_RXQ_OVFL` count in a control buffer (as `recvmsg` or io_uring's
 /// `io_uring_recvmsg_out` return it), read without pointer casts: each message is a
 /// `cmsghdr` {len: size_t, level: int, type: int}, its data aligned to `size_t` after it.
@@ -112,6 +143,43 @@ pub(crate) fn control_drops(control: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_net_udp_rows_are_found_by_inode() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                     \x20 309: 0100007F:8C76 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 15452486 2 000000007233c5d9 17\n";
+        assert_eq!(drops_of(table, "15452486"), Some(17));
+        assert_eq!(drops_of(table, "1545248"), None);
+        // And for a live socket: found, and 0.
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let read = drop_reader(&s).unwrap().unwrap();
+        assert_eq!(read(), Some(0));
+    }
+
+    /// The reason for the reader: drops after the last datagram a socket received reach no
+    /// `SO_RXQ_OVFL` message, but `/proc/net/udp` counts them.
+    #[test]
+    fn drops_no_datagram_reports_are_read_from_proc() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        SockRef::from(&server).set_recv_buffer_size(1).unwrap(); // the kernel's minimum
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        const SENT: u64 = 200;
+        for _ in 0..SENT {
+            client
+                .send_to(&[0u8; 512], server.local_addr().unwrap())
+                .unwrap();
+        }
+        let read = drop_reader(&server).unwrap().unwrap();
+        let dropped = read().unwrap();
+        let mut queued = 0;
+        let mut buf = [0u8; 1024];
+        while server.recv(&mut buf).is_ok() {
+            queued += 1;
+        }
+        assert!(dropped > 0, "a minimal buffer took all {SENT}");
+        assert_eq!(queued + dropped, SENT, "queued {queued}, dropped {dropped}");
+    }
 
     #[test]
     fn the_drop_count_is_found_among_other_messages() {

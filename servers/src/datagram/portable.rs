@@ -7,12 +7,17 @@ use std::mem::MaybeUninit;
 
 use socket2::SockRef;
 
-use super::Received;
+use super::{DropReader, Received};
 
 /// The kernel's drops are not counted here.
 pub(crate) const COUNTS_DROPS: bool = false;
 /// Said in the stats' settings.
 pub(crate) const DROPS_SOURCE: &str = "none (SO_RXQ_OVFL is Linux only)";
+
+/// No per-socket count to read.
+pub(crate) fn drop_reader(_socket: &std::net::UdpSocket) -> io::Result<Option<DropReader>> {
+    Ok(None)
+}
 
 /// Nothing to enable.
 pub(crate) fn enable_drop_count(_sock: &SockRef<'_>) -> io::Result<()> {

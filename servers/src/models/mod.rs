@@ -244,6 +244,16 @@ enum Udp {
     Refused(&'static str),
 }
 
+impl Udp {
+    /// Whether a row with this UDP entry serves `proto`, and if not, the row's reason.
+    fn serves(&self, proto: Proto) -> Result<(), &'static str> {
+        match (proto, self) {
+            (Proto::Udp, Udp::Refused(reason)) => Err(reason),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Whether a model can busy-poll ([`Config::busy_poll`]): wait with a zero timeout instead of
 /// sleeping. One value per registry row, so enabling it for a model is changing its row.
 enum BusyPoll {
@@ -440,10 +450,7 @@ impl Model {
 
     /// Whether the model serves `proto`, and if not, why (its registry row's reason).
     pub fn serves(self, proto: Proto) -> Result<(), &'static str> {
-        match (proto, &self.entry().udp) {
-            (Proto::Udp, Udp::Refused(reason)) => Err(reason),
-            _ => Ok(()),
-        }
+        self.entry().udp.serves(proto)
     }
 
     /// Looks a model up by its registry name.
@@ -700,6 +707,32 @@ mod tests {
                 "{m}: a protocol listed twice"
             );
         }
+    }
+
+    /// Every model serves UDP today, so the refusal is checked on a row entry of its own: it
+    /// refuses UDP with its reason, never TCP, and the error is one line naming both.
+    #[test]
+    fn a_row_without_udp_refuses_it_with_its_reason() {
+        let refused = Udp::Refused("no datagram loop here");
+        assert_eq!(refused.serves(Proto::Udp), Err("no datagram loop here"));
+        assert_eq!(refused.serves(Proto::Tcp), Ok(()));
+        assert_eq!(Udp::PerSocket(epoll::run_udp).serves(Proto::Udp), Ok(()));
+        let line = ConfigError::ProtoNotServed {
+            model: "x",
+            proto: "udp",
+            reason: "no datagram loop here",
+        }
+        .to_string();
+        assert_eq!(line, "x does not serve udp: no datagram loop here");
+        let udp = Config {
+            proto: Proto::Udp,
+            threads: 3,
+            ..Config::default()
+        };
+        assert!(
+            Model::Blocking.check_config(&udp).is_ok(),
+            "UDP gives blocking --threads receiving threads"
+        );
     }
 
     #[test]

@@ -233,11 +233,25 @@ pub(crate) fn run_oneshot(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
     while ring.wake_buf.is_some() || slots.iter().any(|s| s.busy) {
         ring.turn(false)?;
         for i in 0..ring.cqes.len() {
-            let (user_data, _, _) = ring.cqes[i];
+            let (user_data, res, _) = ring.cqes[i];
             match user_data {
                 WAKE => ring.woken(),
                 CANCEL => {}
-                t => slots[(t >> 1) as usize].busy = false,
+                t => {
+                    slots[(t >> 1) as usize].busy = false;
+                    // A receive that completed before its cancel took a datagram off the
+                    // socket: received, and dropped unechoed by the stop.
+                    // A send ends sent, or dropped (cancelled by the stop).
+                    match (t & 1 == 1, res >= 0) {
+                        (false, true) => {
+                            counters.datagram_in(res as usize);
+                            counters.send_drop();
+                        }
+                        (true, true) => counters.datagram_out(res as usize),
+                        (true, false) => counters.send_drop(),
+                        (false, false) => {}
+                    }
+                }
             }
         }
     }
@@ -259,10 +273,10 @@ fn serve_oneshot(
         for i in 0..ring.cqes.len() {
             let (user_data, res, _) = ring.cqes[i];
             match user_data {
-                WAKE => {
-                    ring.woken();
-                    return Ok(());
-                }
+                // Stop: the rest of this batch is still handled (a completion dropped here
+                // would leave its slot marked in flight, and the drain waiting for it), and
+                // the loop ends at its next check of the stop flag.
+                WAKE => ring.woken(),
                 CANCEL => {}
                 t => {
                     let (index, send) = ((t >> 1) as usize, t & 1 == 1);
@@ -399,10 +413,8 @@ impl Multishot {
             for i in 0..self.ring.cqes.len() {
                 let (user_data, res, flags) = self.ring.cqes[i];
                 match user_data {
-                    WAKE => {
-                        self.ring.woken();
-                        return Ok(());
-                    }
+                    // Stop: as in `serve_oneshot`, the rest of the batch is still handled.
+                    WAKE => self.ring.woken(),
                     CANCEL => {}
                     RECV => self.received(res, flags, drops)?,
                     bid => self.sent(bid as u16, res),
@@ -467,7 +479,8 @@ impl Multishot {
         hdr.busy = false;
         if res >= 0 {
             self.counters.datagram_out(res as usize);
-        } else if res != -libc::ECANCELED {
+        } else {
+            // A full send buffer, or a send cancelled by the stop: either way, not echoed.
             log::debug!("udp: echo dropped: {}", io::Error::from_raw_os_error(-res));
             self.counters.send_drop();
         }
@@ -502,8 +515,16 @@ impl Multishot {
                         if !cqueue::more(flags) {
                             self.armed = false;
                         }
-                        // A datagram that arrived during the cancel is not echoed.
+                        // A datagram that arrived during the cancel: received, and dropped
+                        // unechoed by the stop.
                         if let Some(bid) = cqueue::buffer_select(flags) {
+                            if let Ok(out) = types::RecvMsgOut::parse(
+                                self.bufs.data(bid, res.max(0) as usize),
+                                &self.recv_msg,
+                            ) {
+                                self.counters.datagram_in(out.payload_data().len());
+                                self.counters.send_drop();
+                            }
                             self.bufs.give_back(bid);
                         }
                     }
