@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Fan-out on a wire of its own: two network namespaces joined by a veth pair, the fanout sender
+# in one, its receivers (child processes) in the other, and the sender's veth counting packets.
+#
+#   scripts/netns.sh [--bin PATH] -- FANOUT_ARGS...   one `iomodels fanout` across the pair
+#   scripts/netns.sh [--bin PATH] --compare [--rounds K] [--rate R] [--size S] [-t DUR] [--out DIR]
+#                    [--rx-thread]
+#                                                      tcp, udp, multicast, broadcast at
+#                                                      N = 1, 10, 50: sender CPU and wire packets
+#                                                      per message against N
+#
+# Both ends of a veth pair share one kernel: by default the receivers' side of the network
+# stack (demultiplexing to N sockets, waking N receivers) runs inside the sender's send call and
+# is charged to the sender's CPU. --rx-thread turns on GRO and threaded NAPI on the receivers'
+# veth, so that work runs in a kernel thread (napi/IF-N) instead, as it would on another host;
+# the sender's CPU is then its own send path.
+#
+# Root only (ip netns, veth). Everything it creates (two namespaces, the veth pair, a temporary
+# folder unless --out) is removed at exit, also on Ctrl-C or SIGTERM. Addresses: sender
+# 10.77.0.1/24, receivers 10.77.0.2/24, broadcast 10.77.0.255, multicast 224.0.0.0/4 routed on
+# the veth in both namespaces. Not a tool for several hosts, and it adds no delay or loss
+# (`tc netem` is absent here).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=""
+compare=0
+rounds=3
+rate=1000
+size=64
+duration=2s
+out=""
+rx_thread=0
+fanout_args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bin) bin=$2; shift 2 ;;
+        --compare) compare=1; shift ;;
+        --rounds) rounds=$2; shift 2 ;;
+        --rate) rate=$2; shift 2 ;;
+        --size) size=$2; shift 2 ;;
+        -t) duration=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --rx-thread) rx_thread=1; shift ;;
+        --) shift; fanout_args=("$@"); break ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "netns.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$(id -u)" != 0 ]; then
+    echo "netns.sh: needs root (it creates network namespaces and a veth pair); run it as root or with sudo" >&2
+    exit 2
+fi
+command -v ip >/dev/null || { echo "netns.sh: needs iproute2's ip" >&2; exit 2; }
+if [ -z "$bin" ]; then
+    for b in "$here/target/release/iomodels" "$here/target/debug/iomodels"; do
+        [ -x "$b" ] && { bin=$b; break; }
+    done
+fi
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "netns.sh: no iomodels binary; cargo build --release, or --bin PATH" >&2; exit 2; }
+if [ $compare = 0 ] && [ ${#fanout_args[@]} = 0 ]; then
+    echo "netns.sh: give --compare, or -- and fanout's arguments (e.g. -- -n 10 --mode multicast)" >&2
+    exit 2
+fi
+
+tag=$$
+ns_s="iomfan-s-$tag"
+ns_r="iomfan-r-$tag"
+veth_s="iomfs$tag"   # interface names: 15 characters at most
+veth_r="iomfr$tag"
+made_out=0
+created=()
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for ns in "${created[@]}"; do
+        # Deleting a namespace deletes the veth end in it, and with it the pair.
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    if [ $made_out = 1 ]; then rm -rf "$out"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ip netns add "$ns_s"; created+=("$ns_s")
+ip netns add "$ns_r"; created+=("$ns_r")
+ip link add "$veth_s" netns "$ns_s" type veth peer name "$veth_r" netns "$ns_r"
+in_s() { ip netns exec "$ns_s" "$@"; }
+in_r() { ip netns exec "$ns_r" "$@"; }
+in_s ip link set lo up
+in_r ip link set lo up
+in_s ip addr add 10.77.0.1/24 broadcast + dev "$veth_s"
+in_r ip addr add 10.77.0.2/24 broadcast + dev "$veth_r"
+in_s ip link set "$veth_s" up
+in_r ip link set "$veth_r" up
+in_s ip route add 224.0.0.0/4 dev "$veth_s"
+in_r ip route add 224.0.0.0/4 dev "$veth_r"
+
+if [ $rx_thread = 1 ]; then
+    # GRO on (legacy SIOCETHTOOL ETHTOOL_SGRO: ethtool is not installed here) gives the veth a
+    # NAPI instance; `threaded` moves its polling into a kernel thread.
+    in_r python3 - "$veth_r" <<'PY'
+import ctypes, fcntl, socket, struct, sys
+s = socket.socket()
+ev = ctypes.create_string_buffer(struct.pack("II", 0x2c, 1), 8)  # ETHTOOL_SGRO, on
+fcntl.ioctl(s.fileno(), 0x8946, struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(ev)))
+PY
+    in_r sh -c "echo 1 > /sys/class/net/$veth_r/threaded"
+    echo "netns.sh: receivers' veth: GRO on, threaded NAPI (receive work off the sender's CPU)" >&2
+fi
+
+tx() { in_s cat "/sys/class/net/$veth_s/statistics/tx_packets"; }
+
+# One fanout run across the pair; prints fanout's table and the veth's own count around it
+# (connection set-up and ARP included, unlike fanout's wire_packets, which covers the window).
+fanout() {
+    local before after
+    before=$(tx)
+    in_s "$bin" fanout --interface "$veth_s" --receiver-interface "$veth_r" \
+        --receivers-netns "$ns_r" "$@"
+    after=$(tx)
+    echo "netns.sh: $veth_s tx_packets over the whole command: $((after - before))"
+}
+
+if [ $compare = 0 ]; then
+    fanout "${fanout_args[@]}"
+    exit 0
+fi
+
+if [ -z "$out" ]; then
+    out=$(mktemp -d /tmp/iomodels-fanout.XXXXXX)
+    made_out=1
+else
+    mkdir -p "$out"
+fi
+modes=(tcp udp multicast broadcast)
+# Rounds alternate the order of modes (A B C D, D C B A, ...), so drift in the machine's load
+# does not favour one mode.
+for n in 1 10 50; do
+    for k in $(seq 1 "$rounds"); do
+        order=("${modes[@]}")
+        if [ $((k % 2)) = 0 ]; then order=(broadcast multicast udp tcp); fi
+        for m in "${order[@]}"; do
+            echo "netns.sh: N=$n $m round $k" >&2
+            fanout --mode "$m" -n "$n" --rate "$rate" --size "$size" -t "$duration" \
+                --json "$out/$m-$n-r$k.json" >/dev/null
+        done
+    done
+done
+
+python3 - "$out" "$rounds" "$rx_thread" <<'PY'
+import json, sys, glob, statistics
+out, rounds = sys.argv[1], int(sys.argv[2])
+rx = " (receive work in a NAPI thread)" if sys.argv[3] == "1" else " (receive work charged to the sender)"
+modes = ["tcp", "udp", "multicast", "broadcast"]
+rows = []
+base = {}
+print(f"fanout across a veth pair{rx}: least sender CPU over {rounds} rounds, wire = veth tx_packets in the window")
+hdr = f"{'N':>3} {'mode':<10} {'sent':>6} {'deliv':>7} {'CPU us/msg':>11} {'(rounds min-max)':>16} {'x N=1':>6} {'calls/msg':>9} {'wire/msg':>8} {'p99 us':>8}"
+print(hdr)
+print("-" * len(hdr))
+for n in (1, 10, 50):
+    for m in modes:
+        docs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{m}-{n}-r*.json"))]
+        if not docs:
+            continue
+        cpu = [d["sender_cpu"]["us_per_message"] for d in docs]
+        least = min(cpu)
+        if n == 1:
+            base[m] = least
+        wire = statistics.median(d["wire_packets_per_message"] for d in docs)
+        calls = statistics.median(d["sender_syscalls_per_message"] for d in docs)
+        ratio = statistics.median(d["delivered_ratio"] for d in docs)
+        p99 = statistics.median(d["latency_us"]["p99"] for d in docs)
+        sent = docs[0]["sent"]
+        x = least / base[m] if base.get(m) else float("nan")
+        print(f"{n:>3} {m:<10} {sent:>6} {ratio:>7.4f} {least:>11.2f} {min(cpu):>8.2f}-{max(cpu):<7.2f} {x:>6.2f} {calls:>9.2f} {wire:>8.2f} {p99:>8.1f}")
+PY
+echo "netns.sh: JSON records in $out$( [ $made_out = 1 ] && echo ' (removed at exit; pass --out DIR to keep them)')"
