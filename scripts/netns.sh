@@ -4,16 +4,16 @@
 #
 #   scripts/netns.sh [--bin PATH] -- FANOUT_ARGS...   one `iomodels fanout` across the pair
 #   scripts/netns.sh [--bin PATH] --compare [--rounds K] [--rate R] [--size S] [-t DUR] [--out DIR]
-#                    [--rx-thread]
+#                    [--rx-cpu]
 #                                                      tcp, udp, multicast, broadcast at
 #                                                      N = 1, 10, 50: sender CPU and wire packets
 #                                                      per message against N
 #
 # Both ends of a veth pair share one kernel: by default the receivers' side of the network
 # stack (demultiplexing to N sockets, waking N receivers) runs inside the sender's send call and
-# is charged to the sender's CPU. --rx-thread turns on GRO and threaded NAPI on the receivers'
-# veth, so that work runs in a kernel thread (napi/IF-N) instead, as it would on another host;
-# the sender's CPU is then its own send path.
+# is charged to the sender's CPU. --rx-cpu steers it to the receivers' CPUs (RPS on their
+# veth: the send call only queues the packet to another CPU's backlog), as another host would
+# take it; the sender's CPU is then closer to its own send path.
 #
 # Root only (ip netns, veth). Everything it creates (two namespaces, the veth pair, a temporary
 # folder unless --out) is removed at exit, also on Ctrl-C or SIGTERM. Addresses: sender
@@ -26,11 +26,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 bin=""
 compare=0
 rounds=3
-rate=1000
+rate=500
 size=64
 duration=2s
 out=""
-rx_thread=0
+rx_cpu=0
 fanout_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,7 +41,7 @@ while [ $# -gt 0 ]; do
         --size) size=$2; shift 2 ;;
         -t) duration=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
-        --rx-thread) rx_thread=1; shift ;;
+        --rx-cpu) rx_cpu=1; shift ;;
         --) shift; fanout_args=("$@"); break ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "netns.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -99,17 +99,24 @@ in_r ip link set "$veth_r" up
 in_s ip route add 224.0.0.0/4 dev "$veth_s"
 in_r ip route add 224.0.0.0/4 dev "$veth_r"
 
-if [ $rx_thread = 1 ]; then
-    # GRO on (legacy SIOCETHTOOL ETHTOOL_SGRO: ethtool is not installed here) gives the veth a
-    # NAPI instance; `threaded` moves its polling into a kernel thread.
-    in_r python3 - "$veth_r" <<'PY'
-import ctypes, fcntl, socket, struct, sys
-s = socket.socket()
-ev = ctypes.create_string_buffer(struct.pack("II", 0x2c, 1), 8)  # ETHTOOL_SGRO, on
-fcntl.ioctl(s.fileno(), 0x8946, struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(ev)))
-PY
-    in_r sh -c "echo 1 > /sys/class/net/$veth_r/threaded"
-    echo "netns.sh: receivers' veth: GRO on, threaded NAPI (receive work off the sender's CPU)" >&2
+
+# Two CPUs or more: the sender on the first, the receivers on the others,
+# so N receivers waking do not share the sender's core (its caches, its time slices).
+pin=()
+cpus=$(nproc)
+if [ "$cpus" -lt 2 ] && [ $rx_cpu = 1 ]; then
+    echo "netns.sh: --rx-cpu needs two CPUs or more" >&2
+    exit 2
+fi
+if [ "$cpus" -ge 2 ]; then
+    pin=(--sender-cpu 0 --receiver-cpus "1-$((cpus - 1))")
+    if [ $rx_cpu = 1 ]; then
+        # RPS on the receivers' veth: what the sender's veth hands over is queued to the
+        # receivers' CPUs' backlog and processed there (an IPI), not inside the send call.
+        printf '%x' $(( (1 << cpus) - 2 )) | in_r tee "/sys/class/net/$veth_r/queues/rx-0/rps_cpus" >/dev/null
+        echo "netns.sh: receive processing steered to CPUs 1-$((cpus - 1)) (RPS on $veth_r)" >&2
+    fi
+    echo "netns.sh: sender pinned to CPU 0, receivers to 1-$((cpus - 1))" >&2
 fi
 
 tx() { in_s cat "/sys/class/net/$veth_s/statistics/tx_packets"; }
@@ -120,7 +127,7 @@ fanout() {
     local before after
     before=$(tx)
     in_s "$bin" fanout --interface "$veth_s" --receiver-interface "$veth_r" \
-        --receivers-netns "$ns_r" "$@"
+        --receivers-netns "$ns_r" "${pin[@]}" "$@"
     after=$(tx)
     echo "netns.sh: $veth_s tx_packets over the whole command: $((after - before))"
 }
@@ -151,15 +158,16 @@ for n in 1 10 50; do
     done
 done
 
-python3 - "$out" "$rounds" "$rx_thread" <<'PY'
+python3 - "$out" "$rounds" "$rx_cpu" <<'PY'
 import json, sys, glob, statistics
 out, rounds = sys.argv[1], int(sys.argv[2])
-rx = " (receive work in a NAPI thread)" if sys.argv[3] == "1" else " (receive work charged to the sender)"
+rx = "receive work steered to the receivers' CPUs (RPS)" if sys.argv[3] == "1" else "receive work charged to the sender"
 modes = ["tcp", "udp", "multicast", "broadcast"]
-rows = []
 base = {}
-print(f"fanout across a veth pair{rx}: least sender CPU over {rounds} rounds, wire = veth tx_packets in the window")
-hdr = f"{'N':>3} {'mode':<10} {'sent':>6} {'deliv':>7} {'CPU us/msg':>11} {'(rounds min-max)':>16} {'x N=1':>6} {'calls/msg':>9} {'wire/msg':>8} {'p99 us':>8}"
+print(f"fanout across a veth pair ({rx}); least CPU of {rounds} rounds; wire = veth tx_packets in the window")
+print("thread = the sending thread's CPU per message (pacing sleeps included); in-send = its CPU inside the send calls only")
+hdr = (f"{'N':>3} {'mode':<10} {'sent':>6} {'deliv':>7} {'thread us':>10} {'in-send us':>11} {'(rounds)':>15}"
+       f" {'x N=1':>6} {'calls/msg':>9} {'wire/msg':>8} {'p99 us':>8}")
 print(hdr)
 print("-" * len(hdr))
 for n in (1, 10, 50):
@@ -167,16 +175,19 @@ for n in (1, 10, 50):
         docs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{m}-{n}-r*.json"))]
         if not docs:
             continue
-        cpu = [d["sender_cpu"]["us_per_message"] for d in docs]
-        least = min(cpu)
+        cpu = min(d["sender_cpu"]["us_per_message"] for d in docs)
+        ins = [d["sender_cpu"].get("in_send_us_per_message") for d in docs]
+        ins = [x for x in ins if x is not None] or [float("nan")]
+        least = min(ins)
         if n == 1:
             base[m] = least
         wire = statistics.median(d["wire_packets_per_message"] for d in docs)
         calls = statistics.median(d["sender_syscalls_per_message"] for d in docs)
-        ratio = statistics.median(d["delivered_ratio"] for d in docs)
+        ratio = min(d["delivered_ratio"] for d in docs)
         p99 = statistics.median(d["latency_us"]["p99"] for d in docs)
-        sent = docs[0]["sent"]
         x = least / base[m] if base.get(m) else float("nan")
-        print(f"{n:>3} {m:<10} {sent:>6} {ratio:>7.4f} {least:>11.2f} {min(cpu):>8.2f}-{max(cpu):<7.2f} {x:>6.2f} {calls:>9.2f} {wire:>8.2f} {p99:>8.1f}")
+        rng = f"{min(ins):.2f}-{max(ins):.2f}"
+        print(f"{n:>3} {m:<10} {docs[0]['sent']:>6} {ratio:>7.4f} {cpu:>10.2f} {least:>11.2f} {rng:>15}"
+              f" {x:>6.2f} {calls:>9.2f} {wire:>8.2f} {p99:>8.1f}")
 PY
 echo "netns.sh: JSON records in $out$( [ $made_out = 1 ] && echo ' (removed at exit; pass --out DIR to keep them)')"

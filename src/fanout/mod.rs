@@ -30,7 +30,7 @@ use loadgen::Stop;
 
 use crate::exit::{CliError, CliResult, INTERRUPTED};
 use crate::interrupt::Interrupt;
-use crate::units::{parse_bytes, parse_duration};
+use crate::units::{CpuList, parse_bytes, parse_cpus, parse_duration};
 use children::ChildReceiver;
 use receiver::{ReceiverConfig, ReceiverReport};
 use sender::SenderConfig;
@@ -111,6 +111,13 @@ pub struct FanoutArgs {
     /// Multicast: every receiver leaves the group and rejoins every this long (staggered).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     churn: Option<Duration>,
+    /// Pin the sending thread to this CPU (then receivers pinned elsewhere cannot share its
+    /// core's caches and time).
+    #[arg(long, value_name = "CPU")]
+    sender_cpu: Option<usize>,
+    /// Pin receiver i (thread or process) to the i-th CPU of this list, round robin.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    receiver_cpus: Option<CpuList>,
     /// Write the record (iomodels.fanout/1) here, atomically.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -140,6 +147,8 @@ pub struct ReceiverArgs {
     run_id: u64,
     #[arg(long, value_parser = parse_duration)]
     churn: Option<Duration>,
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 /// The validated plan.
@@ -159,6 +168,40 @@ struct Setup {
     churn: Option<Duration>,
     json: Option<PathBuf>,
     so_broadcast: bool,
+    sender_cpu: Option<usize>,
+    receiver_cpus: Option<Vec<usize>>,
+}
+
+impl Setup {
+    /// The CPU receiver `index` is pinned to, if any.
+    fn receiver_cpu(&self, index: usize) -> Option<usize> {
+        self.receiver_cpus.as_ref().map(|c| c[index % c.len()])
+    }
+}
+
+/// Pin the calling thread to `cpu` (a no-op for `None`).
+fn pin(cpu: Option<usize>) -> anyhow::Result<()> {
+    match cpu {
+        Some(id) if !core_affinity::set_for_current(core_affinity::CoreId { id }) => {
+            Err(anyhow!("cannot pin to CPU {id}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every CPU in `cpus` is one this process may use.
+fn check_cpus(flag: &str, cpus: &[usize]) -> anyhow::Result<()> {
+    let have: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    match cpus.iter().find(|c| !have.contains(c)) {
+        Some(c) => Err(anyhow!(
+            "{flag}: CPU {c} is not one this process may use ({have:?})"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn validate(a: &FanoutArgs) -> anyhow::Result<Setup> {
@@ -214,6 +257,15 @@ fn validate(a: &FanoutArgs) -> anyhow::Result<Setup> {
     if a.receivers_netns.is_some() && !cfg!(target_os = "linux") {
         return Err(anyhow!("--receivers-netns needs Linux network namespaces"));
     }
+    if let Some(c) = a.sender_cpu {
+        check_cpus("--sender-cpu", &[c])?;
+    }
+    if let Some(CpuList(c)) = &a.receiver_cpus {
+        if c.is_empty() {
+            return Err(anyhow!("--receiver-cpus: give at least one CPU"));
+        }
+        check_cpus("--receiver-cpus", c)?;
+    }
     let send_iface =
         sys::lookup_interface(&a.interface).map_err(|e| anyhow!("--interface: {e}"))?;
     if a.mode == Mode::Broadcast && send_iface.broadcast.is_none() {
@@ -249,6 +301,8 @@ fn validate(a: &FanoutArgs) -> anyhow::Result<Setup> {
         churn: a.churn,
         json: a.json.clone(),
         so_broadcast: !a.without_so_broadcast,
+        sender_cpu: a.sender_cpu,
+        receiver_cpus: a.receiver_cpus.clone().map(|c| c.0),
     })
 }
 
@@ -291,6 +345,9 @@ impl Receivers {
                 if let Some(c) = s.churn {
                     args.push(format!("--churn={}ms", c.as_millis()));
                 }
+                if let Some(c) = s.receiver_cpu(index) {
+                    args.push(format!("--cpu={c}"));
+                }
                 let k =
                     ChildReceiver::spawn(index, &exe, s.netns.as_deref(), &args, READY_TIMEOUT)?;
                 if shared_port {
@@ -326,10 +383,14 @@ impl Receivers {
             }
             endpoints.push(bound.endpoint);
             let stop = stop.clone();
+            let cpu = s.receiver_cpu(index);
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("receiver-{index}"))
-                    .spawn(move || bound.run(&cfg, &stop))
+                    .spawn(move || {
+                        pin(cpu).map_err(std::io::Error::other)?;
+                        bound.run(&cfg, &stop)
+                    })
                     .map_err(|e| anyhow!("cannot start receiver thread {index}: {e}"))?,
             );
         }
@@ -382,9 +443,13 @@ pub fn run(args: FanoutArgs) -> CliResult {
     let sender =
         sender::prepare(cfg, &endpoints).map_err(|e| CliError::runtime(anyhow!("sender: {e}")))?;
     let sending = stop.clone();
+    let cpu = s.sender_cpu;
     let outcome = std::thread::Builder::new()
         .name("sender".into())
-        .spawn(move || sender.run(&sending))
+        .spawn(move || {
+            pin(cpu).map_err(|e| sender::SendError::Pin(e.to_string()))?;
+            sender.run(&sending)
+        })
         .map_err(|e| CliError::runtime(anyhow!("cannot start the sender thread: {e}")))?
         .join()
         .map_err(|_| CliError::runtime(anyhow!("the sender panicked")))?
@@ -409,6 +474,8 @@ pub fn run(args: FanoutArgs) -> CliResult {
 
 /// `iomodels fanout-receiver` (hidden): one receiver process, see [`children`].
 pub fn receiver_main(a: ReceiverArgs) -> CliResult {
+    // Before any other thread exists, so the stdin watcher is pinned too.
+    pin(a.cpu).map_err(CliError::usage)?;
     let iface = sys::lookup_interface(&a.interface)
         .map_err(|e| CliError::usage(anyhow!("--interface: {e}")))?;
     let cfg = ReceiverConfig {
@@ -527,6 +594,7 @@ fn build_record(
             system_s: o.system.as_secs_f64(),
             us_per_message: per(cpu, o.sent),
             us_per_delivery: per(cpu, delivered),
+            in_send_us_per_message: o.in_send.map(|d| per(d.as_secs_f64() * 1e6, o.sent)),
         },
         sender_cpu_scope: sys::CPU_SCOPE.into(),
         sender_syscalls: o.calls,
@@ -543,6 +611,8 @@ fn build_record(
         leaves: per_receiver.iter().map(|r| r.leaves).sum(),
         per_receiver,
         churn_s: s.churn.map(|c| c.as_secs_f64()),
+        sender_cpu_pinned: s.sender_cpu,
+        receiver_cpus_pinned: s.receiver_cpus.clone(),
         interrupted,
         warnings,
     }
@@ -580,6 +650,14 @@ fn print_table(r: &FanoutRecord) {
                 "{:.2}  ({:.2} per delivery; {})",
                 r.sender_cpu.us_per_message, r.sender_cpu.us_per_delivery, r.sender_cpu_scope
             ),
+        ),
+        (
+            "  of which in send calls",
+            r.sender_cpu
+                .in_send_us_per_message
+                .map_or("n/a".into(), |x| {
+                    format!("{x:.2}  (without the pacing sleeps)")
+                }),
         ),
         (
             "send calls / message",

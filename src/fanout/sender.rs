@@ -16,7 +16,7 @@ use loadgen::Stop;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Mode;
-use super::sys::{Iface, clock_ns, sender_cpu, tx_packets};
+use super::sys::{Iface, clock_ns, sender_cpu, thread_cpu_ns, tx_packets};
 use super::wire::{self, Header};
 
 /// What the sender needs to know.
@@ -48,6 +48,9 @@ pub struct SendOutcome {
     pub system: Duration,
     /// The interface's `tx_packets` delta; `None` if unreadable.
     pub wire_packets: Option<u64>,
+    /// Thread CPU spent in the send calls of each message (clock read before and after them),
+    /// summed: the cost of sending without the pacing sleeps; `None` where not measured.
+    pub in_send: Option<Duration>,
     /// The first send error, for the warning.
     pub first_error: Option<String>,
 }
@@ -127,6 +130,8 @@ pub enum SendError {
     BroadcastRefused,
     #[error("cannot read the sender's CPU time: {0}")]
     Cpu(io::Error),
+    #[error("sender: {0}")]
+    Pin(String),
 }
 
 impl Sender {
@@ -146,6 +151,7 @@ impl Sender {
         let mut o = SendOutcome::default();
         let tx0 = tx_packets(&cfg.iface.name);
         let (u0, s0) = sender_cpu().map_err(SendError::Cpu)?;
+        let (mut in_send, mut measured_in_send) = (0u64, false);
         let start = Instant::now();
         let end = start + cfg.duration;
         loop {
@@ -163,10 +169,16 @@ impl Sender {
                 stamp_ns: clock_ns(),
             };
             wire::encode(&mut buf, h);
+            let c0 = thread_cpu_ns();
             self.send(&buf, &mut o)?;
+            if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+                in_send += b.saturating_sub(a);
+                measured_in_send = true;
+            }
             o.sent += 1;
         }
         o.window = start.elapsed();
+        o.in_send = measured_in_send.then(|| Duration::from_nanos(in_send));
         let (u1, s1) = sender_cpu().map_err(SendError::Cpu)?;
         o.user = u1.saturating_sub(u0);
         o.system = s1.saturating_sub(s0);

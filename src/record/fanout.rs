@@ -48,6 +48,11 @@ pub struct SenderCpu {
     pub us_per_message: f64,
     /// (user + system) / messages delivered, summed over receivers, in µs.
     pub us_per_delivery: f64,
+    /// The thread's CPU inside the send calls only (its CPU clock read around each message's
+    /// sends), per message sent, in µs: the cost of fanning out without the pacing sleeps.
+    /// Null where not measured (not Linux).
+    #[serde(default)]
+    pub in_send_us_per_message: Option<f64>,
 }
 
 /// One receiver's tally.
@@ -157,6 +162,12 @@ pub struct FanoutRecord {
     pub leaves: u64,
     /// Multicast churn period in seconds (`--churn`), null when receivers stayed members.
     pub churn_s: Option<f64>,
+    /// The CPU the sending thread was pinned to (`--sender-cpu`), null when unpinned.
+    #[serde(default)]
+    pub sender_cpu_pinned: Option<usize>,
+    /// The CPUs receivers were pinned to, round robin (`--receiver-cpus`), null when unpinned.
+    #[serde(default)]
+    pub receiver_cpus_pinned: Option<Vec<usize>>,
     /// The run was stopped by Ctrl-C; the figures cover what ran.
     pub interrupted: bool,
     pub warnings: Vec<String>,

@@ -20,12 +20,12 @@ pub use portable::{DEFAULT_INTERFACE, clock_ns, lookup_interface};
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{CPU_SCOPE, own_groups_only, sender_cpu, tx_packets};
+pub use linux::{CPU_SCOPE, own_groups_only, sender_cpu, thread_cpu_ns, tx_packets};
 
 #[cfg(not(target_os = "linux"))]
 mod process;
 #[cfg(not(target_os = "linux"))]
-pub use process::{CPU_SCOPE, own_groups_only, sender_cpu, tx_packets};
+pub use process::{CPU_SCOPE, own_groups_only, sender_cpu, thread_cpu_ns, tx_packets};
 
 /// An interface as fanout uses it: its name, its first IPv4 address, and where a broadcast to
 /// its network goes (none when it has no broadcast address).

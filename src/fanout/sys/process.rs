@@ -21,3 +21,8 @@ pub fn tx_packets(_iface: &str) -> Option<u64> {
 pub fn own_groups_only(_: &socket2::Socket) -> std::io::Result<()> {
     Ok(())
 }
+
+/// No per-thread CPU clock used here: the in-send CPU is not measured (null).
+pub fn thread_cpu_ns() -> Option<u64> {
+    None
+}
