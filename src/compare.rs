@@ -21,7 +21,8 @@ use crate::exit::{CliError, CliResult};
 /// Flags of `iomodels compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Run folders, sweep folders, summary.json files or result files from `iomodels load --json`.
+    /// Run folders, sweep folders, summary.json files, result files from `iomodels load --json`,
+    /// or fan-out records from `iomodels fanout --json`.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format.
@@ -49,15 +50,18 @@ pub fn run(args: &CompareArgs) -> CliResult {
     // Every failure to load is the user's to fix (wrong path, not a result): exit 2.
     let mut runs = Vec::new();
     let mut sweeps = Vec::new();
+    let mut fanouts = Vec::new();
     for p in &args.paths {
         match load_any(p).map_err(CliError::usage)? {
             Loaded::Run(r) => runs.push(r),
             Loaded::Sweep(s) => sweeps.push(s),
+            Loaded::Fanout(f) => fanouts.push(f),
         }
     }
-    if args.html.is_some() && !runs.is_empty() && !sweeps.is_empty() {
+    let kinds = [!runs.is_empty(), !sweeps.is_empty(), !fanouts.is_empty()];
+    if args.html.is_some() && kinds.iter().filter(|k| **k).count() > 1 {
         return Err(CliError::usage(anyhow!(
-            "--html draws runs or sweeps, not both at once: compare them in two commands"
+            "--html draws runs, sweeps or fan-out records, one kind at a time: compare them in separate commands"
         )));
     }
     let stdout = std::io::stdout();
@@ -67,7 +71,7 @@ pub fn run(args: &CompareArgs) -> CliResult {
         )));
     }
     let mut text = String::new();
-    if !runs.is_empty() || sweeps.is_empty() {
+    if !runs.is_empty() || (sweeps.is_empty() && fanouts.is_empty()) {
         let opts = TableOptions {
             format: args.format,
             baseline: args.baseline.clone(),
@@ -81,10 +85,17 @@ pub fn run(args: &CompareArgs) -> CliResult {
     if !sweeps.is_empty() {
         text.push_str(&iomodels::export::sweep::table(&sweeps, args.format));
     }
+    if !fanouts.is_empty() {
+        text.push_str(&iomodels::export::fanout::table(&fanouts, args.format));
+    }
     // A closed stdout (`| head`) is not an error.
     let _ = stdout.lock().write_all(text.as_bytes());
     if let Some(path) = &args.html {
-        if sweeps.is_empty() {
+        if !fanouts.is_empty() {
+            let html = iomodels::export::fanout::html(&fanouts);
+            loadgen::write_atomically(path, html.as_bytes())
+                .map_err(|e| CliError::runtime(anyhow!("cannot write {}: {e}", path.display())))?;
+        } else if sweeps.is_empty() {
             write_html(path, &runs)?;
         } else {
             let html = iomodels::export::sweep::html(&sweeps);

@@ -7,7 +7,6 @@
 //! figures (that is scripts/netns.sh --compare, on a wire of its own).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -247,6 +246,7 @@ fn bad_inputs_exit_2_with_one_line_before_anything_runs() {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_ends_a_run_with_130_and_a_partial_record() {
+    use std::process::Command;
     let dir = scratch("cli-fanout", "interrupt");
     let json = dir.join("fanout.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_iomodels"))
@@ -290,4 +290,67 @@ fn ctrl_c_ends_a_run_with_130_and_a_partial_record() {
     assert_eq!(r["interrupted"], true);
     assert!(r["sent"].as_u64().unwrap() > 0);
     assert!(r["delivered_ratio"].as_f64().unwrap() >= 0.99, "{r}");
+}
+
+#[test]
+fn compare_tables_and_charts_fanout_records() {
+    let dir = scratch("cli-fanout", "compare");
+    let mut files = Vec::new();
+    for (mode, n) in [
+        ("udp", "1"),
+        ("udp", "2"),
+        ("multicast", "1"),
+        ("multicast", "2"),
+    ] {
+        let f = dir.join(format!("{mode}-{n}.json"));
+        let o = iomodels(&[
+            "fanout",
+            "-n",
+            n,
+            "--mode",
+            mode,
+            "-R",
+            RATE,
+            "-t",
+            "300ms",
+            "--json",
+            f.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        files.push(f.to_str().unwrap().to_owned());
+    }
+    let html = dir.join("report.html");
+    let mut a = vec![
+        "compare",
+        "--format",
+        "csv",
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    a.extend(files.iter().map(String::as_str));
+    let o = iomodels(&a);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.lines().count(),
+        5,
+        "a header and a row per mode × N: {out}"
+    );
+    assert!(
+        out.contains("\nudp,2,1,") && out.contains("\nmulticast,1,1,"),
+        "{out}"
+    );
+    let h = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(h.matches("<svg").count(), 2, "CPU and wire charts");
+    assert!(h.contains("receivers (N)"));
 }

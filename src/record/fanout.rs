@@ -190,6 +190,96 @@ impl FanoutRecord {
     }
 }
 
+/// One mode × N over the records given (rounds of one `netns.sh --compare`, say): the least
+/// CPU (the run least disturbed by the machine), the median wire count, the worst delivery.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FanoutPoint {
+    pub mode: String,
+    pub receivers: usize,
+    /// Records aggregated.
+    pub rounds: usize,
+    /// Least `sender_cpu.us_per_message` (pacing sleeps included).
+    pub cpu_us_per_message: f64,
+    /// Least `sender_cpu.in_send_us_per_message`; null when no record has it.
+    pub in_send_us_per_message: Option<f64>,
+    /// Median `sender_syscalls_per_message`.
+    pub syscalls_per_message: f64,
+    /// Median `wire_packets_per_message`; null when no record has it.
+    pub wire_packets_per_message: Option<f64>,
+    /// Least `delivered_ratio`.
+    pub delivered_ratio: f64,
+    /// The interfaces the records were measured on, comma-separated.
+    pub interfaces: String,
+}
+
+/// The modes in the order fanout documents them; others sort after.
+const MODE_ORDER: [&str; 4] = ["tcp", "udp", "multicast", "broadcast"];
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Group `records` by (mode, receivers), in mode order then N.
+pub fn points(records: &[FanoutRecord]) -> Vec<FanoutPoint> {
+    let mut keys: Vec<(usize, String, usize)> = records
+        .iter()
+        .map(|r| {
+            let rank = MODE_ORDER
+                .iter()
+                .position(|m| *m == r.mode)
+                .unwrap_or(MODE_ORDER.len());
+            (rank, r.mode.clone(), r.receivers)
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .map(|(_, mode, n)| {
+            let rs: Vec<&FanoutRecord> = records
+                .iter()
+                .filter(|r| r.mode == mode && r.receivers == n)
+                .collect();
+            let least = |v: Vec<f64>| v.into_iter().reduce(f64::min);
+            let mut interfaces: Vec<&str> = rs.iter().map(|r| r.interface.as_str()).collect();
+            interfaces.sort_unstable();
+            interfaces.dedup();
+            FanoutPoint {
+                rounds: rs.len(),
+                cpu_us_per_message: least(rs.iter().map(|r| r.sender_cpu.us_per_message).collect())
+                    .unwrap_or(0.0),
+                in_send_us_per_message: least(
+                    rs.iter()
+                        .filter_map(|r| r.sender_cpu.in_send_us_per_message)
+                        .collect(),
+                ),
+                syscalls_per_message: median(
+                    rs.iter().map(|r| r.sender_syscalls_per_message).collect(),
+                )
+                .unwrap_or(0.0),
+                wire_packets_per_message: median(
+                    rs.iter()
+                        .filter_map(|r| r.wire_packets_per_message)
+                        .collect(),
+                ),
+                delivered_ratio: least(rs.iter().map(|r| r.delivered_ratio).collect())
+                    .unwrap_or(0.0),
+                interfaces: interfaces.join(","),
+                mode,
+                receivers: n,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +325,43 @@ mod tests {
     #[test]
     fn duplicates_never_make_loss_negative() {
         assert_eq!(span(Some(0), 0, 9, 15, true).lost(10), 0);
+    }
+
+    fn rec(mode: &str, n: usize, cpu: f64, wire: f64) -> FanoutRecord {
+        FanoutRecord {
+            schema: FANOUT_SCHEMA.into(),
+            mode: mode.into(),
+            receivers: n,
+            interface: "veth".into(),
+            sender_cpu: SenderCpu {
+                us_per_message: cpu + 20.0,
+                in_send_us_per_message: Some(cpu),
+                ..SenderCpu::default()
+            },
+            sender_syscalls_per_message: if mode == "udp" { n as f64 } else { 1.0 },
+            wire_packets_per_message: Some(wire),
+            delivered_ratio: 1.0,
+            ..FanoutRecord::default()
+        }
+    }
+
+    #[test]
+    fn points_take_the_least_cpu_and_the_median_wire_in_mode_order() {
+        let rs = [
+            rec("multicast", 10, 30.0, 1.0),
+            rec("udp", 10, 80.0, 10.0),
+            rec("udp", 10, 70.0, 12.0),
+            rec("udp", 10, 90.0, 10.0),
+            rec("udp", 1, 25.0, 1.0),
+        ];
+        let p = points(&rs);
+        let keys: Vec<(&str, usize)> = p.iter().map(|p| (p.mode.as_str(), p.receivers)).collect();
+        assert_eq!(keys, [("udp", 1), ("udp", 10), ("multicast", 10)]);
+        assert_eq!(p[1].rounds, 3);
+        assert_eq!(p[1].in_send_us_per_message, Some(70.0));
+        assert_eq!(p[1].cpu_us_per_message, 90.0);
+        assert_eq!(p[1].wire_packets_per_message, Some(10.0));
+        assert_eq!(p[1].syscalls_per_message, 10.0);
     }
 
     #[test]
