@@ -82,8 +82,18 @@ cleanup() {
     if [ $made_out = 1 ]; then rm -rf "$out"; fi
     exit $rc
 }
+# A signal stops the running fanout first (it stops its receivers and writes what it measured),
+# then cleans up: waiting in `wait` lets the trap run at once instead of after the command.
+child=0
+on_signal() {
+    if [ "$child" != 0 ]; then
+        kill -TERM "$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
 ip netns add "$ns_s"; created+=("$ns_s")
 ip netns add "$ns_r"; created+=("$ns_r")
@@ -126,8 +136,14 @@ tx() { in_s cat "/sys/class/net/$veth_s/statistics/tx_packets"; }
 fanout() {
     local before after
     before=$(tx)
-    in_s "$bin" fanout --interface "$veth_s" --receiver-interface "$veth_r" \
-        --receivers-netns "$ns_r" "${pin[@]}" "$@"
+    # `ip netns exec` execs the binary: $! is fanout itself.
+    ip netns exec "$ns_s" "$bin" fanout --interface "$veth_s" --receiver-interface "$veth_r" \
+        --receivers-netns "$ns_r" "${pin[@]}" "$@" &
+    child=$!
+    local rc=0
+    wait "$child" || rc=$?
+    child=0
+    [ $rc = 0 ] || { echo "netns.sh: fanout exited $rc" >&2; exit $rc; }
     after=$(tx)
     echo "netns.sh: $veth_s tx_packets over the whole command: $((after - before))"
 }
