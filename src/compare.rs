@@ -21,7 +21,8 @@ use crate::exit::{CliError, CliResult};
 /// Flags of `iomodels compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Run folders, sweep folders, summary.json files or result files from `iomodels load --json`.
+    /// Run folders, sweep folders, summary.json files, result files from `iomodels load --json`,
+    /// or fan-out records from `iomodels fanout --json`.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format.
@@ -49,16 +50,23 @@ pub fn run(args: &CompareArgs) -> CliResult {
     // Every failure to load is the user's to fix (wrong path, not a result): exit 2.
     let mut runs = Vec::new();
     let mut sweeps = Vec::new();
+    let mut fanouts = Vec::new();
     for p in &args.paths {
         match load_any(p).map_err(CliError::usage)? {
             Loaded::Run(r) => runs.push(r),
             Loaded::Sweep(s) => sweeps.push(s),
+            Loaded::Fanout(f) => fanouts.push(f),
         }
     }
     let stdout = std::io::stdout();
+    if args.html.is_some() && !fanouts.is_empty() && !(runs.is_empty() && sweeps.is_empty()) {
+        return Err(CliError::usage(anyhow!(
+            "--html draws fan-out records in a report of their own: compare them in a separate command"
+        )));
+    }
     if args.explain && runs.is_empty() {
         return Err(CliError::usage(anyhow!(
-            "--explain: a sweep's steps are measured without kernel counters (they cost server CPU); give a run folder, or count one step with `iomodels load --explain`"
+            "--explain: sweeps and fan-out records are measured without kernel counters (they cost server CPU); give a run folder, or count one step with `iomodels load --explain`"
         )));
     }
     if args.explain && args.format == Format::Csv {
@@ -67,7 +75,7 @@ pub fn run(args: &CompareArgs) -> CliResult {
         )));
     }
     let mut text = String::new();
-    if !runs.is_empty() || sweeps.is_empty() {
+    if !runs.is_empty() || (sweeps.is_empty() && fanouts.is_empty()) {
         let opts = TableOptions {
             format: args.format,
             baseline: args.baseline.clone(),
@@ -83,10 +91,15 @@ pub fn run(args: &CompareArgs) -> CliResult {
             .map_err(CliError::usage)?;
         text.push_str(&t);
     }
+    if !fanouts.is_empty() {
+        text.push_str(&iomodels::export::fanout::table(&fanouts, args.format));
+    }
     // A closed stdout (`| head`) is not an error.
     let _ = stdout.lock().write_all(text.as_bytes());
     if let Some(path) = &args.html {
-        let html = if runs.is_empty() {
+        let html = if !fanouts.is_empty() {
+            iomodels::export::fanout::html(&fanouts)
+        } else if runs.is_empty() {
             iomodels::export::sweep::html(&sweeps)
         } else {
             iomodels::export::html::render_with(&runs, &sweeps)

@@ -7,6 +7,7 @@
 
 mod compare;
 mod exit;
+mod fanout;
 mod interrupt;
 mod limits;
 mod load;
@@ -46,6 +47,12 @@ enum Command {
     Sweep(Box<sweep::SweepArgs>),
     /// Compare runs: a table of every model × point from run folders, summary.json files or load --json results.
     Compare(compare::CompareArgs),
+    /// One sender, N receivers: what N × TCP, N × UDP, multicast and broadcast each cost the
+    /// sender (CPU, send calls, wire packets per message) and what the receivers get.
+    Fanout(Box<fanout::FanoutArgs>),
+    /// One fanout receiver process (started by `fanout --processes`).
+    #[command(hide = true)]
+    FanoutReceiver(fanout::ReceiverArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Sweep(args) => sweep::run(*args),
         Command::Compare(args) => compare::run(&args),
+        Command::Fanout(args) => fanout::run(*args),
+        Command::FanoutReceiver(args) => fanout::receiver_main(args),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@ use loadgen::{Cpu, Host, LatencySummary, Report};
 use serde::{Deserialize, Serialize};
 use servers::ServerStats;
 
+pub mod fanout;
 pub mod sweep;
 
 /// A record as its JSON document: pretty-printed, with a final newline. Plain data with string

@@ -84,6 +84,8 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedRun> {
 pub enum Loaded {
     Run(LoadedRun),
     Sweep(super::sweep::LoadedSweep),
+    /// One `iomodels fanout --json` record.
+    Fanout(crate::record::fanout::FanoutRecord),
 }
 
 /// Load a sweep folder (or its `summary.json`) as a sweep, anything else as [`load`] does.
@@ -91,7 +93,24 @@ pub fn load_any(path: &Path) -> anyhow::Result<Loaded> {
     if super::sweep::summary_path(path).is_some() {
         return super::sweep::load(path).map(Loaded::Sweep);
     }
+    if is_fanout(path) {
+        return crate::record::fanout::FanoutRecord::read(path).map(Loaded::Fanout);
+    }
     load(path).map(Loaded::Run)
+}
+
+/// `path` is a file whose `schema` is `iomodels.fanout/1` (anything unreadable is not).
+fn is_fanout(path: &Path) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: Option<String>,
+    }
+    path.is_file()
+        && std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Schema>(&t).ok())
+            .and_then(|s| s.schema)
+            .is_some_and(|s| s == crate::record::fanout::FANOUT_SCHEMA)
 }
 
 /// A `summary.json` and the histograms of its points, files relative to `folder`.

@@ -5,6 +5,7 @@
 //! does not have gets it added to the record, not computed on the side.
 
 pub mod explain;
+pub mod fanout;
 pub mod html;
 
 use std::path::PathBuf;
