@@ -176,7 +176,9 @@ pub struct FanoutRecord {
 impl FanoutRecord {
     /// Read a fanout document.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        read_with_schema(path, "fanout record", FANOUT_SCHEMA, |r: &Self| &r.schema)
+        read_with_schema(path, "fanout record", &[FANOUT_SCHEMA], |r: &Self| {
+            &r.schema
+        })
     }
 
     /// The JSON document, pretty-printed, with a final newline.
