@@ -407,3 +407,30 @@ fn busy_poll_keeps_the_rules_of_the_sleeping_generator() {
     let r = run(o);
     assert!(r.errors.timeout > 0, "{:?}", r.errors);
 }
+
+/// An open loop far above what the server can do: the requests owed since the warm-up are
+/// served oldest first, so every completion inside the window was due in the warm-up. They
+/// count, with their whole latency (the queue): before, the window reported no request at
+/// all ("no request completed", 0 req/s) for a server that answered all along.
+#[test]
+fn an_open_loop_over_capacity_counts_what_completes_in_the_window() {
+    // One connection answering each request 10 ms after it arrived: at most 100 req/s.
+    let srv = TestServer::start(Behavior::Delay(Duration::from_millis(10)));
+    let mut o = options(srv.addr);
+    o.connections = 1;
+    o.rate = Some(1_000.0);
+    o.warmup = Duration::from_millis(300);
+    o.duration = Some(Duration::from_millis(600));
+    let r = run(o);
+    // ≈ 60 in 600 ms; a fifth of that is a liveness bound on a loaded machine, not a speed.
+    assert!(
+        r.requests >= 12,
+        "{} requests: {:?}",
+        r.requests,
+        r.warnings
+    );
+    assert!(r.saturated, "{:?}", r.warnings);
+    assert_eq!(r.latency_histogram().unwrap().len(), r.requests);
+    // Each counted request waited behind the warm-up's backlog (300 owed, 30 served).
+    assert!(r.latency_us.p50 >= 100_000.0, "p50 {} µs", r.latency_us.p50);
+}

@@ -933,11 +933,15 @@ impl Worker<'_> {
         let sent = req.sent.unwrap_or(t_end);
         let start = req.intended.unwrap_or(sent);
         let latency = ns(t_end.saturating_duration_since(start));
-        if !req.measured {
-            // Warm-up completions show in progress only, and only before the window opens.
-            if t_end < self.go.warm_end {
-                self.intervals.record(t_end, latency, None);
-            }
+        // A request belongs to the window it completes in. One sent (or due) in the warm-up
+        // that completes inside the window is counted, with its whole latency: under overload
+        // the owed requests are served oldest first, so counting by intended time left a window
+        // of nothing but warm-up requests with no completion at all (an open loop at 2× the
+        // server's rate reported 0 req/s) and hid exactly the requests that waited longest.
+        // A `--requests N` run counts exactly the N it issued after the warm-up instead.
+        if !req.measured && (t_end < self.go.warm_end || self.budget.share.is_some()) {
+            // Warm-up completions show in progress only.
+            self.intervals.record(t_end, latency, None);
             return;
         }
         let mut uncorrected = None;
