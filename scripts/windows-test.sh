@@ -35,3 +35,7 @@ python3 scripts/echo-check.py --wine --models-from "$OUT/iomodels.exe"
 # Several loops share one listener through the acceptor hand-off on Windows (no balancing
 # SO_REUSEPORT there): check that path too.
 python3 scripts/echo-check.py --wine --serve "$OUT/iomodels.exe" serve mio --threads 2 --listen 127.0.0.1:0
+# UDP (`serve --proto udp`): every Windows model that lists it, and two receiving threads of
+# `blocking` sharing one socket (their stop: shutdown plus a wake-up datagram each).
+python3 scripts/udp-check.py --wine --timeout-scale 3 --models-from "$OUT/iomodels.exe"
+python3 scripts/udp-check.py --wine --timeout-scale 3 --serve "$OUT/iomodels.exe" serve blocking --proto udp --threads 2 --listen 127.0.0.1:0

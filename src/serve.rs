@@ -32,6 +32,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Per-connection buffer in bytes (suffixes k, KiB, m, MiB allowed): the same for every model.
+    /// TCP only: UDP receives every datagram into a 64 KiB buffer, so 65,507 B arrive whole.
     #[arg(long, default_value = "16KiB", value_parser = parse_bytes)]
     buffer: usize,
     /// Listen backlog.

@@ -130,9 +130,11 @@ impl Default for UringOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// Event loops (one per thread); for `tokio-mt`, runtime worker threads. Must be 1 for
-    /// `blocking`, which has one thread per client instead.
+    /// `blocking` over TCP, which has one thread per client instead (over UDP it is the number
+    /// of threads blocking in `recvfrom`).
     pub threads: usize,
-    /// Bytes each connection reads at a time; also the most a connection holds unsent.
+    /// Bytes each connection reads at a time; also the most a connection holds unsent. TCP
+    /// only: UDP receives into a buffer sized for the largest datagram (64 KiB).
     pub buffer_size: usize,
     /// The listen backlog.
     pub backlog: i32,
