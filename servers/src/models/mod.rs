@@ -46,7 +46,6 @@ use crate::listen::Incoming;
 
 mod blocking;
 mod edge;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod level;
 mod mio;
 mod polling;
@@ -75,20 +74,15 @@ mod uring {
 
 #[cfg(unix)]
 mod poll;
-#[cfg(not(unix))]
-mod poll {
-    crate::models::unsupported!("poll: the Windows port (WSAPoll) is not built yet");
-}
+#[cfg(windows)]
+#[path = "poll_wsapoll.rs"]
+mod poll;
 
 #[cfg(unix)]
 mod select;
-#[cfg(not(unix))]
-mod select {
-    crate::models::unsupported!(
-        "select: the Windows port (Winsock select with a larger fd_set) is not built yet"
-    );
-    pub(crate) const DESCRIPTOR_LIMIT: Option<usize> = None;
-}
+#[cfg(windows)]
+#[path = "select_winsock.rs"]
+mod select;
 
 /// Declares a stand-in module for a model that does not exist on this platform.
 #[allow(unused_macros)]
@@ -225,7 +219,7 @@ const REGISTRY: &[Entry] = &[
     Entry {
         model: Model::Select,
         name: "select",
-        description: "select(2), level-triggered; refuses descriptors >= FD_SETSIZE (1024) per connection",
+        description: "select, level-triggered; refuses connections past FD_SETSIZE (1024: descriptor numbers on Unix, sockets per loop on Windows)",
         availability: select::availability,
         protocols: TCP,
         run: Run::PerLoop(select::run),
@@ -234,7 +228,7 @@ const REGISTRY: &[Entry] = &[
     Entry {
         model: Model::Poll,
         name: "poll",
-        description: "poll(2), level-triggered, pollfd array rebuilt each turn",
+        description: "poll(2) (WSAPoll on Windows), level-triggered, pollfd array rebuilt each turn",
         availability: poll::availability,
         protocols: TCP,
         run: Run::PerLoop(poll::run),
