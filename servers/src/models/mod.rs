@@ -72,6 +72,13 @@ mod uring {
     }
 }
 
+#[cfg(windows)]
+mod iocp;
+#[cfg(not(windows))]
+mod iocp {
+    crate::models::unsupported_server!("iocp is Windows only (I/O completion ports)");
+}
+
 #[cfg(unix)]
 mod poll;
 #[cfg(windows)]
@@ -106,6 +113,28 @@ macro_rules! unsupported {
 #[allow(unused_imports)]
 pub(crate) use unsupported;
 
+/// [`unsupported!`] for a model that runs as one server thread ([`Run::Workers`]).
+#[allow(unused_macros)]
+macro_rules! unsupported_server {
+    ($reason:literal) => {
+        pub(crate) fn availability() -> Result<(), String> {
+            Err($reason.to_string())
+        }
+
+        pub(crate) fn run(
+            _incoming: Vec<crate::listen::Incoming>,
+            _ctx: &crate::ctx::Ctx,
+        ) -> std::io::Result<()> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                $reason,
+            ))
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use unsupported_server;
+
 /// An I/O model: one echo server implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -130,6 +159,8 @@ pub enum Model {
     Uring,
     /// io_uring, multishot accept and receive into a provided-buffer ring.
     UringMultishot,
+    /// Overlapped sockets on one I/O completion port (Windows).
+    Iocp,
 }
 
 /// A transport a model serves.
@@ -303,6 +334,19 @@ const REGISTRY: &[Entry] = &[
         protocols: TCP,
         run: Run::PerLoop(uring::multishot::run),
         busy_poll: PEEK_COMPLETIONS,
+    },
+    Entry {
+        model: Model::Iocp,
+        name: "iocp",
+        description: "I/O completion port: AcceptEx posted ahead, WSARecv/WSASend, --threads workers on one port",
+        availability: iocp::availability,
+        protocols: TCP,
+        run: Run::Workers {
+            thread: "iocp",
+            run: iocp::run,
+        },
+        // Its workers dequeue with GetQueuedCompletionStatusEx, whose timeout can be zero.
+        busy_poll: BusyPoll::Supported,
     },
 ];
 
