@@ -61,6 +61,21 @@ const SPIN: &[&str] = &[
 /// holds any, so what it measures is the model, not its neighbours.
 static ALONE: RwLock<()> = RwLock::new(());
 
+/// Cases that cannot pass under Wine because Wine itself differs from Windows (or from the
+/// behaviour the model relies on), each with the reason and where the minimal case is. They are
+/// listed as ignored, by name and with the reason, only when `IOMODELS_UNDER_WINE` is set
+/// (`scripts/windows-test.sh` sets it); on Windows they run like every other case.
+const WINE_KNOWN: &[(Model, &str, &str)] = &[(
+    Model::Blocking,
+    "stop_within_1s",
+    "Wine 8: shutdown(SD_BOTH) does not wake a thread blocked in recv on that socket \
+     (scripts/wine/shutdown-wake.c), and the blocking model stops its client threads that way",
+)];
+
+fn under_wine() -> bool {
+    std::env::var_os("IOMODELS_UNDER_WINE").is_some()
+}
+
 fn needs_low_descriptors(model: Model, scenario: &str) -> bool {
     model == Model::Select && scenario == "concurrent_500"
 }
@@ -88,9 +103,14 @@ fn main() {
                     continue;
                 }
                 let trial_name = format!("{model}/{}/{name}", variant.name);
+                let wine_known = WINE_KNOWN
+                    .iter()
+                    .find(|&&(m, case, _)| m == model && case == name)
+                    .filter(|_| under_wine());
                 let runs_here = model.availability().map_err(|e| e.reason).and_then(|()| {
-                    match (variant.busy_poll, model.busy_poll()) {
-                        (true, Err(why)) => Err(format!("refuses busy-poll: {why}")),
+                    match (variant.busy_poll, model.busy_poll(), wine_known) {
+                        (true, Err(why), _) => Err(format!("refuses busy-poll: {why}")),
+                        (_, _, Some((_, _, why))) => Err(format!("under Wine: {why}")),
                         _ => Ok(()),
                     }
                 });
@@ -339,9 +359,15 @@ fn reset_mid_echo(model: Model, variant: Variant) -> Result<(), Failed> {
             thread::sleep(Duration::from_millis(300));
         }
     }
-    let during = server.stats();
-    check(during.bytes_in > during.bytes_out, || {
-        format!("no echo was pending: {during:?}")
+    // The server echoes into receive buffers nobody reads, so its echo stalls once they are
+    // full; a slow server (under Wine every receive goes through wineserver) may still be
+    // working through the clients' bytes when they stop writing, so wait for it (bounded).
+    let pending = wait_until(Duration::from_secs(20), || {
+        let s = server.stats();
+        s.bytes_in > s.bytes_out
+    });
+    check(pending, || {
+        format!("no echo was pending: {:?}", server.stats())
     })?;
     for c in clients {
         socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO))?;
