@@ -441,7 +441,8 @@ impl Model {
     }
 
     /// The model's own ceiling on descriptor numbers, if it has one: `select` cannot watch a
-    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS), so a server process that
+    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS; on Windows a loop watches
+    /// at most 1,024 sockets, whatever their handles), so a server process that
     /// needs that many descriptors (its connections plus the few it holds itself: standard
     /// streams, listener, wake-up) refuses the connections past it. `None`: only the process's
     /// open-file limit applies. A sweep reads this to skip a step the model cannot serve.
