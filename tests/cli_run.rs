@@ -131,8 +131,20 @@ fn a_short_run_writes_every_file_of_the_layout() {
                 "{m}/{p}.r{k}: {}",
                 round["explain"]
             );
-            let pass = read_json(&dir.join(format!("{m}/{p}.explain.json")));
-            assert_eq!(copy["explain"], pass["explain"], "{m}/{p}");
+            let pass_file = dir.join(format!("{m}/{p}.explain.json"));
+            if cfg!(target_os = "linux") {
+                let pass = read_json(&pass_file);
+                assert_eq!(copy["explain"], pass["explain"], "{m}/{p}");
+            } else {
+                // No counters off Linux, so no pass that would measure again for nothing.
+                assert!(!pass_file.exists(), "{}", pass_file.display());
+                let said = s["warnings"].as_array().unwrap().iter().any(|w| {
+                    w.as_str().is_some_and(|w| {
+                        w.contains("perf_event_open") && w.contains("no kernel-count pass")
+                    })
+                });
+                assert!(said, "{}", s["warnings"]);
+            }
             copy["explain"] = serde_json::Value::Null;
             assert_eq!(copy, round, "{m}/{p}");
         }

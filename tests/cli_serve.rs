@@ -198,6 +198,7 @@ fn bad_flags_are_usage_errors() {
 /// Issue 12: `--listen` took only `IP:PORT`. A host name binds the first of its addresses that
 /// can be bound here and says which in the `listening` line.
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "serves epoll: Linux only")]
 fn listen_takes_a_host_name_and_prints_the_address_it_bound() {
     let server = Serve::start(&["epoll", "--listen", "localhost:0", "--stop-on-stdin-eof"]);
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
@@ -227,6 +228,7 @@ fn listen_on_a_name_that_does_not_resolve_says_so_in_one_line() {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "serves epoll: Linux only")]
 fn port_in_use_is_a_usage_error_even_with_reuseport() {
     let first = Serve::start(&["epoll", "--listen", "127.0.0.1:0", "--threads", "2"]);
     let port = first.addr.to_string();
@@ -251,6 +253,10 @@ fn port_in_use_is_a_usage_error_even_with_reuseport() {
 }
 
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "serves epoll and signals with kill(1): Linux only"
+)]
 fn serve_prints_listening_then_stats_on_sigint_sigterm_and_stdin_eof() {
     for (model, how) in [
         ("epoll", "INT"),

@@ -1,4 +1,4 @@
-//! The connection state machine completion models share (io_uring today, IOCP next): sans-IO.
+//! The connection state machine completion models share (io_uring and IOCP): sans-IO.
 //!
 //! A readiness model asks "may I read?" and then reads; a completion model hands the kernel an
 //! operation *and its buffer* and learns later what happened. This module is the second kind of
@@ -314,6 +314,12 @@ impl<F> Draining<F> {
         self.slab
             .iter()
             .filter_map(|(key, c)| c.op.as_ref().map(|(kind, _)| (key, *kind)))
+    }
+
+    /// The descriptor of connection `key`, to cancel its operation (`None` once it is closed).
+    #[cfg_attr(not(windows), allow(dead_code))] // IOCP cancels per socket, io_uring per tag
+    pub(crate) fn fd(&self, key: usize) -> Option<&F> {
+        self.slab.get(key).map(|c| &c.fd)
     }
 
     /// An operation completed (finished before its cancel, or cancelled): its buffer comes

@@ -79,6 +79,29 @@ const UDP_MULTI_LOOP: &[&str] = &[
 /// holds any, so what it measures is the model, not its neighbours.
 static ALONE: RwLock<()> = RwLock::new(());
 
+/// Cases that do not pass under Wine, each with the reason: a Wine bug shown by a minimal case
+/// (`scripts/wine/`), or, where it says so, an open question not yet investigated. They are
+/// listed as ignored, by name and with the reason, only when `IOMODELS_UNDER_WINE` is set
+/// (`scripts/windows-test.sh` sets it); on Windows they run like every other case.
+const WINE_KNOWN: &[(Model, &str, &str)] = &[
+    (
+        Model::Blocking,
+        "stop_within_1s",
+        "Wine 8: shutdown(SD_BOTH) does not wake a thread blocked in recv on that socket \
+         (scripts/wine/shutdown-wake.c), and the blocking model stops its client threads that way",
+    ),
+    (
+        Model::TokioMt,
+        "concurrent_500",
+        "not investigated: with one worker under Wine, 293-395 of 500 closes were still unseen \
+         10 s after the clients left (2 of 3 full runs); tokio (current-thread) passes",
+    ),
+];
+
+fn under_wine() -> bool {
+    std::env::var_os("IOMODELS_UNDER_WINE").is_some()
+}
+
 fn needs_low_descriptors(model: Model, scenario: &str) -> bool {
     model == Model::Select && scenario == "concurrent_500"
 }
@@ -107,9 +130,14 @@ fn main() {
                     continue;
                 }
                 let trial_name = format!("{model}/{}/{name}", variant.name);
+                let wine_known = WINE_KNOWN
+                    .iter()
+                    .find(|&&(m, case, _)| m == model && case == name)
+                    .filter(|_| under_wine());
                 let runs_here = model.availability().map_err(|e| e.reason).and_then(|()| {
-                    match (variant.busy_poll, model.busy_poll()) {
-                        (true, Err(why)) => Err(format!("refuses busy-poll: {why}")),
+                    match (variant.busy_poll, model.busy_poll(), wine_known) {
+                        (true, Err(why), _) => Err(format!("refuses busy-poll: {why}")),
+                        (_, _, Some((_, _, why))) => Err(format!("under Wine: {why}")),
                         _ => Ok(()),
                     }
                 });
@@ -398,9 +426,15 @@ fn reset_mid_echo(model: Model, variant: Variant) -> Result<(), Failed> {
             thread::sleep(Duration::from_millis(300));
         }
     }
-    let during = server.stats();
-    check(during.bytes_in > during.bytes_out, || {
-        format!("no echo was pending: {during:?}")
+    // The server echoes into receive buffers nobody reads, so its echo stalls once they are
+    // full; a slow server (under Wine every receive goes through wineserver) may still be
+    // working through the clients' bytes when they stop writing, so wait for it (bounded).
+    let pending = wait_until(Duration::from_secs(20), || {
+        let s = server.stats();
+        s.bytes_in > s.bytes_out
+    });
+    check(pending, || {
+        format!("no echo was pending: {:?}", server.stats())
     })?;
     for c in clients {
         socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO))?;

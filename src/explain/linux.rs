@@ -271,6 +271,10 @@ impl Probe {
     }
 }
 
+pub fn unsupported_here() -> Option<String> {
+    None
+}
+
 pub fn check_pid(pid: u32) -> Result<(), String> {
     match std::fs::metadata(format!("/proc/{pid}")) {
         Ok(_) => Ok(()),

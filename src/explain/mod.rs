@@ -232,6 +232,13 @@ impl Side {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// Why this OS has no kernel counts at all (`None` on Linux, where the kernel may still refuse
+/// a probe): `run` then skips its explain pass, which could only measure every point again to
+/// record nothing.
+pub fn unsupported_here() -> Option<String> {
+    imp::unsupported_here()
+}
+
 /// Whether `pid` names a process this user can see (`load --pid`'s check, before connecting);
 /// off Linux always `Ok` (the probe itself is refused there, with the reason).
 pub fn check_pid(pid: u32) -> Result<(), String> {

@@ -6,6 +6,17 @@
 
 use super::{Counts, Refused};
 
+pub fn unsupported_here() -> Option<String> {
+    Some(refusal())
+}
+
+fn refusal() -> String {
+    format!(
+        "kernel counts per request need Linux perf_event_open; this is {}",
+        std::env::consts::OS
+    )
+}
+
 pub fn check_pid(_pid: u32) -> Result<(), String> {
     Ok(())
 }
@@ -17,10 +28,7 @@ pub struct Probe {
 
 impl Probe {
     pub fn attach(_pid: u32) -> Result<Self, Refused> {
-        Err(Refused(format!(
-            "kernel counts per request need Linux perf_event_open; this is {}",
-            std::env::consts::OS
-        )))
+        Err(Refused(refusal()))
     }
 
     pub fn unavailable(&self) -> Vec<String> {

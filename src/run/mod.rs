@@ -161,8 +161,13 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         return Err(anyhow!("-t/--duration must be longer than 0 s (e.g. 3s)"));
     }
     let timing = Timing::new(a.quick, a.rounds, a.duration, a.warmup);
-    let (server_cpus, client_cpus, warnings) =
+    let (server_cpus, client_cpus, mut warnings) =
         pinning(a.server_cpus.as_ref(), a.client_cpus.as_ref())?;
+    // Off Linux the explain pass would measure every point again and record nothing.
+    let unsupported = iomodels::explain::unsupported_here().filter(|_| !a.no_explain);
+    if let Some(why) = &unsupported {
+        warnings.push(format!("{why}: no kernel-count pass"));
+    }
     Ok(Setup {
         models,
         points,
@@ -170,7 +175,7 @@ fn validate(a: &RunArgs) -> anyhow::Result<Setup> {
         serve: ServeConfig::defaults(server_cpus),
         client_cpus,
         warnings,
-        explain: !a.no_explain,
+        explain: !a.no_explain && unsupported.is_none(),
     })
 }
 

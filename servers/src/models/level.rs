@@ -3,7 +3,7 @@
 //! Each turn declares interest for every socket from scratch (that O(n) rebuild is what these
 //! APIs cost, and what the comparison is meant to show), waits, then drives the ready
 //! connections through the shared state machine. The wait itself is a [`Backend`]: `poll(2)`,
-//! `select(2)`, and later Winsock's `WSAPoll`/`select`, each a small module of raw calls.
+//! `select(2)`, Winsock's `WSAPoll` and `select`, each a small module of raw calls.
 //!
 //! UDP ([`run_udp`]) uses the same backends over two entries: the wake-up and the socket.
 
@@ -20,9 +20,11 @@ use crate::wake::WakeSocket;
 
 /// One readiness wait over a list of sockets, rebuilt every turn.
 pub(crate) trait Backend {
-    /// Whether the backend can watch this socket at all (`select` cannot watch a descriptor
-    /// at or above `FD_SETSIZE`); refused sockets are closed with a warning.
-    fn admits(&self, _fd: RawSock) -> Result<(), String> {
+    /// Whether the backend can watch this socket at all, given the loop already watches
+    /// `watched` sockets (`select(2)` cannot watch a descriptor at or above `FD_SETSIZE`;
+    /// Winsock's `select` cannot watch more sockets than its set holds); refused sockets are
+    /// closed with a warning.
+    fn admits(&self, _fd: RawSock, _watched: usize) -> Result<(), String> {
         Ok(())
     }
     /// Forgets last turn's entries.
@@ -41,13 +43,13 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
     let counters = ctx.shared.new_loop();
     let wake = WakeSocket::new()?;
     backend
-        .admits(raw(wake.socket()))
+        .admits(raw(wake.socket()), 0)
         .map_err(io::Error::other)?;
     ctx.stop.on_stop(wake.waker());
     let (listener, inbox) = match incoming {
         Incoming::Listener(l) => {
             l.set_nonblocking(true)?;
-            backend.admits(raw(&l)).map_err(io::Error::other)?;
+            backend.admits(raw(&l), 1).map_err(io::Error::other)?;
             (Some(l), None)
         }
         Incoming::Handoff(slot) => (None, Some(slot.install_inbox(wake.waker()))),
@@ -123,8 +125,11 @@ pub(crate) fn run(mut backend: impl Backend, incoming: Incoming, ctx: &Ctx) -> i
 pub(crate) fn run_udp(mut backend: impl Backend, endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
     let counters = ctx.shared.new_loop();
     let wake = WakeSocket::new()?;
-    for sock in [raw(wake.socket()), raw(&endpoint.socket)] {
-        backend.admits(sock).map_err(io::Error::other)?;
+    for (watched, sock) in [raw(wake.socket()), raw(&endpoint.socket)]
+        .into_iter()
+        .enumerate()
+    {
+        backend.admits(sock, watched).map_err(io::Error::other)?;
     }
     ctx.stop.on_stop(wake.waker());
     endpoint.socket.set_nonblocking(true)?;
@@ -152,7 +157,9 @@ fn adopt(
     ctx: &Ctx,
     conns: &mut Vec<(Conn<TcpStream>, Status)>,
 ) {
-    if let Err(why) = backend.admits(raw(&stream)) {
+    // Watched: the wake-up socket, the listener (counted whether or not it is paused) and
+    // every connection.
+    if let Err(why) = backend.admits(raw(&stream), 2 + conns.len()) {
         ctx.shared.accept_error();
         log::warn!("{why}");
         return; // dropping the stream closes it: the client sees the connection end

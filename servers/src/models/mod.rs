@@ -54,7 +54,6 @@ use crate::listen::Incoming;
 
 mod blocking;
 mod edge;
-#[cfg_attr(not(unix), allow(dead_code))]
 mod level;
 mod mio;
 mod polling;
@@ -85,22 +84,24 @@ mod uring {
     }
 }
 
-#[cfg(unix)]
-mod poll;
-#[cfg(not(unix))]
-mod poll {
-    crate::models::unsupported!("poll: the Windows port (WSAPoll) is not built yet");
+#[cfg(windows)]
+mod iocp;
+#[cfg(not(windows))]
+mod iocp {
+    crate::models::unsupported_server!("iocp is Windows only (I/O completion ports)");
 }
 
 #[cfg(unix)]
+mod poll;
+#[cfg(windows)]
+#[path = "poll_wsapoll.rs"]
+mod poll;
+
+#[cfg(unix)]
 mod select;
-#[cfg(not(unix))]
-mod select {
-    crate::models::unsupported!(
-        "select: the Windows port (Winsock select with a larger fd_set) is not built yet"
-    );
-    pub(crate) const DESCRIPTOR_LIMIT: Option<usize> = None;
-}
+#[cfg(windows)]
+#[path = "select_winsock.rs"]
+mod select;
 
 /// Declares a stand-in module for a model that does not exist on this platform.
 #[allow(unused_macros)]
@@ -135,6 +136,28 @@ macro_rules! unsupported {
 #[allow(unused_imports)]
 pub(crate) use unsupported;
 
+/// [`unsupported!`] for a model that runs as one server thread ([`Run::Workers`]).
+#[allow(unused_macros)]
+macro_rules! unsupported_server {
+    ($reason:literal) => {
+        pub(crate) fn availability() -> Result<(), String> {
+            Err($reason.to_string())
+        }
+
+        pub(crate) fn run(
+            _incoming: Vec<crate::listen::Incoming>,
+            _ctx: &crate::ctx::Ctx,
+        ) -> std::io::Result<()> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                $reason,
+            ))
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use unsupported_server;
+
 /// An I/O model: one echo server implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -159,6 +182,8 @@ pub enum Model {
     Uring,
     /// io_uring, multishot accept and receive into a provided-buffer ring.
     UringMultishot,
+    /// Overlapped sockets on one I/O completion port (Windows).
+    Iocp,
 }
 
 /// A transport a model serves.
@@ -240,7 +265,6 @@ enum Udp {
         run: UdpServerFn,
     },
     /// It does not serve UDP; `serve --proto udp` refuses it with this reason.
-    #[allow(dead_code)] // every model serves UDP today; `Model::serves` keeps the path
     Refused(&'static str),
 }
 
@@ -309,7 +333,7 @@ const REGISTRY: &[Entry] = &[
     Entry {
         model: Model::Select,
         name: "select",
-        description: "select(2), level-triggered; refuses descriptors >= FD_SETSIZE (1024) per connection",
+        description: "select, level-triggered; refuses connections past FD_SETSIZE (1024: descriptor numbers on Unix, sockets per loop on Windows)",
         availability: select::availability,
         run: Run::PerLoop(select::run),
         udp: Udp::PerSocket(select::run_udp),
@@ -318,7 +342,7 @@ const REGISTRY: &[Entry] = &[
     Entry {
         model: Model::Poll,
         name: "poll",
-        description: "poll(2), level-triggered, pollfd array rebuilt each turn",
+        description: "poll(2) (WSAPoll on Windows), level-triggered, pollfd array rebuilt each turn",
         availability: poll::availability,
         run: Run::PerLoop(poll::run),
         udp: Udp::PerSocket(poll::run_udp),
@@ -396,6 +420,21 @@ const REGISTRY: &[Entry] = &[
         run: Run::PerLoop(uring::multishot::run),
         udp: Udp::PerSocket(uring::udp::run_multishot),
         busy_poll: PEEK_COMPLETIONS,
+    },
+    Entry {
+        model: Model::Iocp,
+        name: "iocp",
+        description: "I/O completion port: AcceptEx posted ahead, WSARecv/WSASend, --threads workers on one port",
+        availability: iocp::availability,
+        run: Run::Workers {
+            thread: "iocp",
+            run: iocp::run,
+        },
+        udp: Udp::Refused(
+            "iocp serves TCP only for now: its WSARecvFrom/WSASendTo loop is not built yet",
+        ),
+        // Its workers dequeue with GetQueuedCompletionStatusEx, whose timeout can be zero.
+        busy_poll: BusyPoll::Supported,
     },
 ];
 
@@ -498,7 +537,8 @@ impl Model {
     }
 
     /// The model's own ceiling on descriptor numbers, if it has one: `select` cannot watch a
-    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS), so a server process that
+    /// descriptor at or above `FD_SETSIZE` (1024 on Linux and macOS; on Windows a loop watches
+    /// at most 1,024 sockets, whatever their handles), so a server process that
     /// needs that many descriptors (its connections plus the few it holds itself: standard
     /// streams, listener, wake-up) refuses the connections past it. `None`: only the process's
     /// open-file limit applies. A sweep reads this to skip a step the model cannot serve.

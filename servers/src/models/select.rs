@@ -62,7 +62,7 @@ impl Select {
 }
 
 impl Backend for Select {
-    fn admits(&self, fd: RawSock) -> Result<(), String> {
+    fn admits(&self, fd: RawSock, _watched: usize) -> Result<(), String> {
         if fd >= 0 && (fd as usize) < libc::FD_SETSIZE {
             Ok(())
         } else {
@@ -81,7 +81,7 @@ impl Backend for Select {
 
     fn add(&mut self, fd: RawSock, read: bool, write: bool) {
         debug_assert!(
-            self.admits(fd).is_ok(),
+            self.admits(fd, 0).is_ok(),
             "only admitted descriptors are added"
         );
         self.entries.push((fd, read, write));

@@ -22,7 +22,6 @@ pub(crate) use windows::*;
 
 /// A poll timeout in whole milliseconds, rounded *up* and clamped, so a 0.4 ms wait does not
 /// become 0 ms and spin; `None` waits forever (-1).
-#[cfg_attr(not(unix), allow(dead_code))] // WSAPoll will use it
 pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
         None => -1,
