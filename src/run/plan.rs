@@ -230,7 +230,15 @@ mod tests {
         let names: Vec<_> = POINTS.iter().map(|p| p.name).collect();
         assert_eq!(
             names,
-            ["latency", "latency-spin", "throughput", "heavy", "open"]
+            [
+                "latency",
+                "latency-spin",
+                "throughput",
+                "heavy",
+                "open",
+                "udp-latency",
+                "udp-open"
+            ]
         );
         let shape = |n: &str| {
             let p = POINTS.iter().find(|p| p.name == n).unwrap();
@@ -247,6 +255,21 @@ mod tests {
         assert_eq!(shape("throughput"), (50, 512));
         assert_eq!(shape("heavy"), (500, 512));
         assert_eq!(shape("open"), (50, 512));
+        // The UDP points are latency's and open's shapes over UDP; udp-open at one fixed rate.
+        assert_eq!(shape("udp-latency"), (1, 64));
+        assert_eq!(shape("udp-open"), (50, 512));
+        let udp: Vec<_> = POINTS
+            .iter()
+            .filter(|p| p.proto == Proto::Udp)
+            .map(|p| (p.name, p.fixed_rate, p.rate_of_throughput))
+            .collect();
+        assert_eq!(
+            udp,
+            [
+                ("udp-latency", None, None),
+                ("udp-open", Some(UDP_OPEN_RATE), None)
+            ]
+        );
     }
 
     #[test]
@@ -254,7 +277,7 @@ mod tests {
         let t = Timing::new(true, None, None, None);
         assert_eq!(t.rounds, 1);
         let e = t.estimate(8, POINTS.len(), false).as_secs();
-        assert!((40..=90).contains(&e), "{e}");
+        assert!((40..=130).contains(&e), "{e}");
         // The explain pass doubles a quick run (same length per measurement), no more.
         let x = t.estimate(8, POINTS.len(), true).as_secs();
         assert!(x > e && x <= 2 * e + 1, "{x} vs {e}");
