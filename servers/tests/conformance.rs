@@ -98,6 +98,24 @@ const WINE_KNOWN: &[(Model, &str, &str)] = &[
     ),
 ];
 
+/// UDP cases Wine cannot pass: (models, variant, case, why), listed as ignored by name with
+/// the reason when `IOMODELS_UNDER_WINE` is set.
+const WINE_KNOWN_UDP: &[(&[Model], &str, &str, &str)] = &[(
+    &[
+        Model::Select,
+        Model::Poll,
+        Model::Mio,
+        Model::Polling,
+        Model::Tokio,
+        Model::TokioMt,
+    ],
+    "t2-handoff",
+    "udp_100_sockets",
+    "not investigated: under Wine, two loops waiting for readiness on clones of one UDP socket \
+     leave a datagram of 100 unanswered (no echo in 5 s, 10060); the same models pass with one \
+     loop, and blocking (two threads in recvfrom on the clones) passes with two",
+)];
+
 fn under_wine() -> bool {
     std::env::var_os("IOMODELS_UNDER_WINE").is_some()
 }
@@ -188,6 +206,14 @@ fn udp_trials(model: Model, trials: &mut Vec<Trial>) {
                 .and_then(|()| match (variant.busy_poll, model.busy_poll()) {
                     (true, Err(why)) => Err(format!("refuses busy-poll: {why}")),
                     _ => Ok(()),
+                })
+                .and_then(|()| {
+                    match WINE_KNOWN_UDP.iter().find(|&&(ms, v, case, _)| {
+                        under_wine() && ms.contains(&model) && v == variant.name && case == name
+                    }) {
+                        Some((_, _, _, why)) => Err(format!("under Wine: {why}")),
+                        None => Ok(()),
+                    }
                 });
             trials.push(match runs_here {
                 Ok(()) => Trial::test(trial_name, move || {
