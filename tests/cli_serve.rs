@@ -635,6 +635,10 @@ fn serve_busy_poll_spins_where_the_registry_allows_and_is_refused_elsewhere() {
 /// line with the UDP counters), and the models that serve UDP are the ones `models --names
 /// --proto udp` lists.
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "signals with kill(1) and serves epoll: Linux only"
+)]
 fn serve_proto_udp_keeps_the_stdout_contract() {
     let out = iomodels(&["models", "--names", "--proto", "udp"]);
     assert_eq!(out.status.code(), Some(0));
@@ -686,6 +690,7 @@ fn serve_proto_udp_keeps_the_stdout_contract() {
 
 /// UDP's flags are checked like every other: one line, exit 2.
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "serves epoll: Linux only")]
 fn udp_flags_are_checked_in_one_line() {
     for (args, says) in [
         (
@@ -741,6 +746,10 @@ fn models_marks_the_protocols_each_model_serves() {
 
 /// A second UDP server on a port in use fails (exit 2), with `SO_REUSEPORT` groups too.
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "serves epoll and uring with SO_REUSEPORT groups: Linux only"
+)]
 fn a_udp_port_in_use_is_a_usage_error_even_with_reuseport() {
     let first = Serve::start(&[
         "epoll",
