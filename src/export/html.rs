@@ -854,6 +854,9 @@ fn scaling_plot(
     let (x_lo, x_hi) = (conns[0] / 1.6, conns[conns.len() - 1] * 1.6);
     let values = || lines.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y));
     let norm_x = |x: f64| (x / x_lo).ln() / (x_hi / x_lo).ln();
+    // One x axis and label style for either y axis (log or linear).
+    let x_desc = "connections (log scale)";
+    let (x_label, y_label) = (&|x: &f64| num(*x), &|y: &f64| si(*y));
     svg((HALF, 400), |root| {
         let mut builder = ChartBuilder::on(root);
         builder
@@ -866,13 +869,7 @@ fn scaling_plot(
             let (lo, hi) = log_range(values());
             let mut chart = builder
                 .build_cartesian_2d(x, (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)))?;
-            mesh(
-                &mut chart,
-                "connections (log scale)",
-                y_desc,
-                &|x| num(*x),
-                &|y| si(*y),
-            )?;
+            mesh(&mut chart, x_desc, y_desc, x_label, y_label)?;
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
@@ -888,13 +885,7 @@ fn scaling_plot(
         } else {
             let hi = values().fold(0.0f64, f64::max).max(1.0) * 1.15;
             let mut chart = builder.build_cartesian_2d(x, 0f64..hi)?;
-            mesh(
-                &mut chart,
-                "connections (log scale)",
-                y_desc,
-                &|x| num(*x),
-                &|y| si(*y),
-            )?;
+            mesh(&mut chart, x_desc, y_desc, x_label, y_label)?;
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
