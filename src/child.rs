@@ -83,7 +83,7 @@ impl ServeChild {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        group::isolate(&mut cmd);
+        isolate(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| ChildError::Spawn {
             exe: exe.display().to_string(),
             source,
@@ -210,15 +210,29 @@ impl ServeChild {
 
 impl Drop for ServeChild {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
 }
 
-/// Each line of `r` into a channel; the channel closes at end of file.
-fn lines(r: Option<impl Read + Send + 'static>) -> Receiver<String> {
+/// Kill `child` if it is still running, then reap it (errors ignored: this runs on drop, when
+/// nothing is left to report them to). Shared with `fanout`'s receiver processes.
+pub fn kill_and_reap(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// Start the process `cmd` will spawn in a process group of its own (Unix: `setpgid`; Windows:
+/// `CREATE_NEW_PROCESS_GROUP`; elsewhere nothing), so the terminal's Ctrl-C reaches only the
+/// parent, which stops its children in order. Shared with `fanout`'s receiver processes.
+pub fn isolate(cmd: &mut Command) {
+    group::isolate(cmd);
+}
+
+/// Each line of `r` into a channel, read on a thread of its own; the channel closes at end of
+/// file (or at once for `None`). Shared with `fanout`'s receiver processes.
+pub fn lines(r: Option<impl Read + Send + 'static>) -> Receiver<String> {
     let (tx, rx) = channel();
     if let Some(r) = r {
         std::thread::spawn(move || {

@@ -70,6 +70,18 @@ impl Serve {
         }
     }
 
+    /// Stops `model`'s server `how`: `eof` closes its stdin, anything else is a signal name
+    /// for kill(1) (`INT`, `TERM`). Asserts it then exits 0; returns the rest of its stdout.
+    fn stop_ok(mut self, model: &str, how: &str) -> String {
+        match how {
+            "eof" => drop(self.child.stdin.take()),
+            sig => self.signal(&format!("-{sig}")),
+        }
+        let (code, rest) = self.finish();
+        assert_eq!(code, 0, "{model} stopped by {how}");
+        rest
+    }
+
     /// CPU seconds (user + system) the server has used, from the OS (as `run` reads it).
     #[cfg(target_os = "linux")]
     fn cpu_seconds(&self) -> f64 {
@@ -266,13 +278,7 @@ fn serve_prints_listening_then_stats_on_sigint_sigterm_and_stdin_eof() {
     ] {
         let server = Serve::start(&[model, "--listen", "127.0.0.1:0", "--stop-on-stdin-eof"]);
         assert_eq!(echo_once(server.addr, b"hello").unwrap(), b"hello");
-        let mut server = server;
-        match how {
-            "eof" => drop(server.child.stdin.take()),
-            sig => server.signal(&format!("-{sig}")),
-        }
-        let (code, rest) = server.finish();
-        assert_eq!(code, 0, "{model} stopped by {how}");
+        let rest = server.stop_ok(model, how);
         let stats = stats_of(&rest);
         assert_eq!(stats["model"], model);
         assert_eq!(stats["accepted"], 1);
@@ -656,7 +662,7 @@ fn serve_proto_udp_keeps_the_stdout_contract() {
         if !udp.iter().any(|m| m == model) {
             continue;
         }
-        let mut server = Serve::start(&[
+        let server = Serve::start(&[
             model,
             "--proto",
             "udp",
@@ -671,12 +677,7 @@ fn serve_proto_udp_keeps_the_stdout_contract() {
         let mut buf = [0u8; 16];
         let (n, from) = sock.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"hello"[..], server.addr), "{model}");
-        match how {
-            "eof" => drop(server.child.stdin.take()),
-            sig => server.signal(&format!("-{sig}")),
-        }
-        let (code, rest) = server.finish();
-        assert_eq!(code, 0, "{model} stopped by {how}");
+        let rest = server.stop_ok(model, how);
         let stats = stats_of(&rest);
         assert_eq!(stats["proto"], "udp");
         assert_eq!(stats["datagrams_in"], 1);

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use comfy_table::{Table, presets};
 use plotters::prelude::*;
 
-use super::html::{CSS, FONT, PALETTE, esc, log_range, log_ticks, num, svg, swatch};
+use super::html::{CSS, PALETTE, esc, log_range, log_ticks, mesh, num, series_labels, svg, swatch};
 use super::table::Format;
 use crate::record::fanout::{FanoutPoint, FanoutRecord, points};
 
@@ -113,16 +113,7 @@ fn chart(lines: &[(String, Vec<(f64, f64)>)], y_desc: &str) -> String {
                     .log_scale()
                     .with_key_points(log_ticks(y_lo, y_hi)),
             )?;
-        c.configure_mesh()
-            .x_desc("receivers (N)")
-            .y_desc(y_desc)
-            .x_label_formatter(&|v| num(*v))
-            .y_label_formatter(&|v| num(*v))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .draw()?;
+        mesh(&mut c, "receivers (N)", y_desc, &|v| num(*v), &|v| num(*v))?;
         for (i, (mode, pts)) in lines.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             let style = colour.stroke_width(2);
@@ -131,13 +122,7 @@ fn chart(lines: &[(String, Vec<(f64, f64)>)], y_desc: &str) -> String {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], style));
             c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .margin(8)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 14))
-            .draw()?;
+        series_labels(&mut c, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }

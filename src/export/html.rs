@@ -582,17 +582,13 @@ fn spectrum(series: &[(&Series<'_>, &Histogram<u64>)]) -> String {
                 },
                 (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
             )?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile (log scale: each step is ten times rarer)")
-            .y_desc("latency µs (log scale)")
-            .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| num(*y))
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .bold_line_style(BLACK.mix(0.12))
-            .light_line_style(TRANSPARENT)
-            .draw()?;
+        mesh(
+            &mut chart,
+            "percentile (log scale: each step is ten times rarer)",
+            "latency µs (log scale)",
+            &|x| percentile_label(*x),
+            &|y| num(*y),
+        )?;
         for (s, pts) in &lines {
             s.draw_line(&mut chart, pts.clone(), false)?;
         }
@@ -858,6 +854,9 @@ fn scaling_plot(
     let (x_lo, x_hi) = (conns[0] / 1.6, conns[conns.len() - 1] * 1.6);
     let values = || lines.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y));
     let norm_x = |x: f64| (x / x_lo).ln() / (x_hi / x_lo).ln();
+    // One x axis and label style for either y axis (log or linear).
+    let x_desc = "connections (log scale)";
+    let (x_label, y_label) = (&|x: &f64| num(*x), &|y: &f64| si(*y));
     svg((HALF, 400), |root| {
         let mut builder = ChartBuilder::on(root);
         builder
@@ -870,7 +869,7 @@ fn scaling_plot(
             let (lo, hi) = log_range(values());
             let mut chart = builder
                 .build_cartesian_2d(x, (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)))?;
-            mesh(&mut chart, y_desc)?;
+            mesh(&mut chart, x_desc, y_desc, x_label, y_label)?;
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
@@ -886,7 +885,7 @@ fn scaling_plot(
         } else {
             let hi = values().fold(0.0f64, f64::max).max(1.0) * 1.15;
             let mut chart = builder.build_cartesian_2d(x, 0f64..hi)?;
-            mesh(&mut chart, y_desc)?;
+            mesh(&mut chart, x_desc, y_desc, x_label, y_label)?;
             for (s, pts) in lines {
                 s.draw_line(&mut chart, pts.clone(), true)?;
             }
@@ -903,9 +902,15 @@ fn scaling_plot(
     })
 }
 
-fn mesh<X, Y>(
+/// A chart's axes in the reports' one style: `x_desc` and `y_desc` as the axis titles, tick
+/// labels written by `x_label` and `y_label`, faint major grid lines and no minor ones. Shared
+/// by the run, sweep and fan-out reports; errors are plotters' drawing errors.
+pub(super) fn mesh<X, Y>(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    x_desc: &str,
     y_desc: &str,
+    x_label: &dyn Fn(&f64) -> String,
+    y_label: &dyn Fn(&f64) -> String,
 ) -> Result<(), Box<dyn Error>>
 where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -913,10 +918,10 @@ where
 {
     chart
         .configure_mesh()
-        .x_desc("connections (log scale)")
+        .x_desc(x_desc)
         .y_desc(y_desc)
-        .x_label_formatter(&|x| num(*x))
-        .y_label_formatter(&|y| si(*y))
+        .x_label_formatter(x_label)
+        .y_label_formatter(y_label)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .bold_line_style(BLACK.mix(0.12))
@@ -925,7 +930,9 @@ where
     Ok(())
 }
 
-fn series_labels<'a, 'b: 'a, X: Ranged, Y: Ranged>(
+/// A chart's legend in the reports' one style, at `pos` (see [`legend_corner`]). Shared by the
+/// run, sweep and fan-out reports; errors are plotters' drawing errors.
+pub(super) fn series_labels<'a, 'b: 'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
     pos: SeriesLabelPosition,
 ) -> Result<(), Box<dyn Error>> {

@@ -24,8 +24,8 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::html::{
-    CSS, FONT, HALF, PALETTE, WIDE, esc, grouped, legend_corner, log_range, log_ticks, num, si,
-    svg, swatch,
+    CSS, FONT, HALF, PALETTE, WIDE, esc, grouped, legend_corner, log_range, log_ticks, mesh, num,
+    series_labels, si, svg, swatch,
 };
 use super::table::Format;
 use crate::record::sweep::{SWEEP_SCHEMA, Step, SweepKind, SweepModel, SweepSummary};
@@ -500,17 +500,9 @@ where
         .x_label_area_size(46)
         .y_label_area_size(74)
         .build_cartesian_2d(x, y)?;
-    chart
-        .configure_mesh()
-        .x_desc(c.x_desc)
-        .y_desc(c.y_desc)
-        .x_label_formatter(&|v| (c.x_label)(*v))
-        .y_label_formatter(&|v| si(*v))
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .bold_line_style(BLACK.mix(0.12))
-        .light_line_style(TRANSPARENT)
-        .draw()?;
+    mesh(&mut chart, c.x_desc, c.y_desc, &|v| (c.x_label)(*v), &|v| {
+        si(*v)
+    })?;
     if let Some((yv, label)) = &c.hline {
         let style = BLACK.mix(0.55).stroke_width(1);
         chart
@@ -571,14 +563,7 @@ where
         }),
         chart.plotting_area().dim_in_pixel(),
     );
-    chart
-        .configure_series_labels()
-        .position(corner)
-        .margin(8)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .label_font((FONT, 14))
-        .draw()?;
+    series_labels(&mut chart, corner)?;
     Ok(())
 }
 

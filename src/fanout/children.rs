@@ -7,13 +7,13 @@
 //! EOF (the stop, also when the parent dies), then prints its [`ReceiverReport`] as one JSON
 //! line. Dropping a [`ChildReceiver`] kills and reaps it. Not a general process manager.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use iomodels::child::{isolate, kill_and_reap, lines};
 
 use super::receiver::ReceiverReport;
 
@@ -49,21 +49,12 @@ impl ChildReceiver {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        group::isolate(&mut cmd);
+        isolate(&mut cmd);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start receiver {index} ({})", exe.display()))?;
         let stdin = child.stdin.take();
-        let (tx, lines) = channel();
-        if let Some(out) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        let lines = lines(child.stdout.take());
         let mut this = Self {
             index,
             child,
@@ -127,35 +118,6 @@ impl ChildReceiver {
 
 impl Drop for ChildReceiver {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
     }
-}
-
-#[cfg(unix)]
-mod group {
-    use std::os::unix::process::CommandExt;
-
-    /// A process group of its own: the terminal's Ctrl-C reaches the parent only, which stops
-    /// its receivers in order.
-    pub fn isolate(cmd: &mut std::process::Command) {
-        cmd.process_group(0);
-    }
-}
-
-#[cfg(windows)]
-mod group {
-    use std::os::windows::process::CommandExt;
-
-    /// `CREATE_NEW_PROCESS_GROUP`: the console's Ctrl-C reaches the parent only.
-    pub fn isolate(cmd: &mut std::process::Command) {
-        cmd.creation_flags(0x0000_0200);
-    }
-}
-
-#[cfg(not(any(unix, windows)))]
-mod group {
-    pub fn isolate(_: &mut std::process::Command) {}
 }

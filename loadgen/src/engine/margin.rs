@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
+use super::worker::TIMER;
 use crate::timer::Timer;
 
 /// The smallest margin: a wake-up is never assumed to be faster than this.
@@ -175,6 +176,39 @@ pub(super) fn sleep_before_send(
         return (ms, ms.is_zero());
     }
     (timeout, false)
+}
+
+/// A worker's send timer and margin, made at set-up: with a positive `rate` (req/s) and no
+/// `busy_poll`, a precise timer registered on `poll` under [`TIMER`] (`None` where this OS has
+/// none) and a margin [`calibrate`]d on this thread; otherwise no timer and [`Margin::new`]'s.
+/// A busy-polling worker never sleeps, so it needs neither: it polls with a zero timeout and
+/// checks the schedule on every turn. Called after pinning and the timer slack, so the
+/// calibration measures the wake-ups the run will have. Shared by the TCP and the UDP worker.
+pub(super) fn send_timer(
+    poll: &Poll,
+    rate: Option<f64>,
+    busy_poll: bool,
+) -> (Option<Timer>, Margin) {
+    let timer = match rate {
+        Some(r) if r > 0.0 && !busy_poll => Timer::new(poll.registry(), TIMER),
+        _ => None,
+    };
+    let margin = match timer {
+        Some(_) => calibrate(),
+        None => Margin::new(),
+    };
+    (timer, margin)
+}
+
+/// After a poll: if it returned because the send `timer` fired (a [`TIMER`] event among
+/// `events`), teach `margin` how late that wake-up was. Nothing without a timer or with none
+/// armed. Shared by the TCP and the UDP worker.
+pub(super) fn after_poll(timer: Option<&Timer>, margin: &mut Margin, events: &Events) {
+    if let Some(deadline) = timer.and_then(Timer::armed_for)
+        && events.iter().any(|e| e.token() == TIMER)
+    {
+        margin.woke(deadline, Instant::now());
+    }
 }
 
 /// Wake-ups measured before the run, on a scratch poller so no event of a real connection is

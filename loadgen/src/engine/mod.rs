@@ -290,7 +290,14 @@ mod tests {
         o.duration = Some(Duration::from_millis(1000));
         o.warmup = Duration::from_millis(200);
         let t = Instant::now();
-        let r = run_with(
+        let r = sent_late(o);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert_saturated_by_lag(&r);
+    }
+
+    /// A run of `o` whose every send the hook makes 800 µs late.
+    fn sent_late(o: crate::Options) -> Report {
+        run_with(
             &o.validate().unwrap(),
             &Stop::new(),
             &Hooks::default(),
@@ -299,8 +306,11 @@ mod tests {
                 ..Inject::REAL
             },
         )
-        .unwrap();
-        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        .unwrap()
+    }
+
+    /// `r` (a [`sent_late`] run) shows the lateness and is saturated for it, saying so.
+    fn assert_saturated_by_lag(r: &Report) {
         let lag = r.send_lag_us.as_ref().unwrap();
         assert!(lag.p50 >= 800.0, "the hook made every send late: {lag:?}");
         assert!(r.saturated, "{:?}", r.warnings);
@@ -337,28 +347,8 @@ mod tests {
         o.duration = Some(Duration::from_millis(1000));
         o.warmup = Duration::from_millis(200);
         o.timeout = Duration::from_millis(500);
-        let late = |by: u64| {
-            run_with(
-                &o.clone().validate().unwrap(),
-                &Stop::new(),
-                &Hooks::default(),
-                Inject {
-                    late_by: Duration::from_micros(by),
-                    ..Inject::REAL
-                },
-            )
-            .unwrap()
-        };
-        let r = late(800);
-        assert!(r.send_lag_us.as_ref().unwrap().p50 >= 800.0);
-        assert!(r.saturated, "{:?}", r.warnings);
-        assert!(
-            r.warnings
-                .iter()
-                .any(|w| w.contains("saturated: the generator sent late")),
-            "{:?}",
-            r.warnings
-        );
+        let r = sent_late(o);
+        assert_saturated_by_lag(&r);
         let u = r.udp.unwrap();
         assert!(u.sent >= 150, "{u:?}");
     }

@@ -46,6 +46,14 @@ pub(super) struct Started {
     pub(super) first_error: Option<io::Error>,
 }
 
+/// `s` registered with `poll` under `Token(i)` for reading and writing: a worker's socket `i`
+/// made before the run, a TCP connection or a UDP socket. Errors are the registration's.
+pub(super) fn registered<S: mio::event::Source>(poll: &Poll, i: usize, mut s: S) -> io::Result<S> {
+    poll.registry()
+        .register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+    Ok(s)
+}
+
 /// Open a worker's connections (and idle connections) before the run, registered with `poll`.
 /// `connect` is [`connect_blocking`]; a parameter so a test can choose what each connect does.
 pub(super) fn connect_up_front(
@@ -98,14 +106,7 @@ pub(super) fn connect_up_front(
         if mode.carrier == Carrier::PerRequest {
             c.state = State::Free;
         } else if let Ok(left) = budget(first_refused) {
-            match connect(o.addr, left).and_then(|mut s| {
-                poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(s)
-            }) {
+            match connect(o.addr, left).and_then(|s| registered(poll, i, s)) {
                 Ok(s) => {
                     c.stream = Some(s);
                     c.state = State::Open;

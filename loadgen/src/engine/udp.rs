@@ -6,7 +6,8 @@
 //! It shares the TCP worker's machinery rather than copying it: the thread set-up
 //! ([`super::worker::thread_setup`]), the timeline ([`Go`]), the open-loop schedule and owed
 //! arrivals ([`Arrivals`]), the precise send timer and its learned margin
-//! ([`margin::sleep_before_send`]), the live 1 s intervals and the one recording path
+//! ([`margin::send_timer`], [`margin::sleep_before_send`], [`margin::after_poll`]), the
+//! socket registration ([`registered`]), the live 1 s intervals and the one recording path
 //! ([`record::completion`]), and the [`Outcome`] the coordinator merges. What differs is the
 //! carrier: a datagram is not a byte stream, so there is no connection to fail, reconnect or
 //! time out as a whole. A datagram with no echo within `timeout` is lost and frees its slot
@@ -32,7 +33,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Inject;
@@ -46,7 +47,7 @@ use super::msg::{Go, Msg, Outcome, Plan, Tx};
 use super::record;
 use super::rxq::Rx;
 use super::schedule::Schedule;
-use super::startup::split;
+use super::startup::{registered, split};
 use super::worker::{ARRIVAL_BATCH, TICK, TIMER, ns, thread_setup};
 use crate::Stop;
 use crate::report::Udp;
@@ -180,14 +181,7 @@ pub(super) fn worker(
     let mut drops_known = true;
     if refused == 0 {
         for i in 0..plan.conns {
-            match open_socket(o.addr).and_then(|mut s| {
-                poll.registry().register(
-                    &mut s,
-                    Token(i),
-                    Interest::READABLE | Interest::WRITABLE,
-                )?;
-                Ok(s)
-            }) {
+            match open_socket(o.addr).and_then(|s| registered(&poll, i, s)) {
                 Ok(s) => {
                     drops_known &= Rx::enable(&s);
                     socks.push(Sock {
@@ -217,14 +211,7 @@ pub(super) fn worker(
             ));
         }
     }
-    let timer = match rate {
-        Some(_) if !o.busy_poll => Timer::new(poll.registry(), TIMER),
-        _ => None,
-    };
-    let margin = match timer {
-        Some(_) => margin::calibrate(),
-        None => Margin::new(),
-    };
+    let (timer, margin) = margin::send_timer(&poll, rate, o.busy_poll);
     // Everything the run needs is made before `Ready`, so nothing is allocated between the
     // timeline's start and the first send (the TCP worker's rule).
     let largest = o.size_range.map_or(o.size, |r| r.max);
@@ -469,18 +456,8 @@ impl UdpWorker<'_> {
     }
 
     fn timer_woke(&mut self) {
-        let Some(Open {
-            timer: Some(t),
-            margin,
-            ..
-        }) = &mut self.open
-        else {
-            return;
-        };
-        if let Some(deadline) = t.armed_for()
-            && self.events.iter().any(|e| e.token() == TIMER)
-        {
-            margin.woke(deadline, Instant::now());
+        if let Some(open) = &mut self.open {
+            margin::after_poll(open.timer.as_ref(), &mut open.margin, &self.events);
         }
     }
 

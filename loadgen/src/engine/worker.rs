@@ -219,17 +219,7 @@ impl<'a> Prepared<'a> {
             first_error,
         } = connect_up_front(&poll, &plan, w, stop, &mut warnings, connect);
         let mode = Mode::of(w);
-        // A busy-polling worker never sleeps, so it needs no send timer and no margin: it
-        // polls with a zero timeout and checks the schedule on every turn.
-        let timer = match plan.rate {
-            Some(r) if r > 0.0 && !o.busy_poll => Timer::new(poll.registry(), TIMER),
-            _ => None,
-        };
-        // After pinning and the timer slack, so it measures the wake-ups the run will have.
-        let margin = match timer {
-            Some(_) => margin::calibrate(),
-            None => Margin::new(),
-        };
+        let (timer, margin) = margin::send_timer(&poll, plan.rate, o.busy_poll);
         let slots = conns.len() * mode.slots(o.depth);
         let prepared = Self {
             w,
@@ -496,18 +486,8 @@ impl Worker<'_> {
     /// If the poll just returned because the send timer fired, teach the margin how late that
     /// wake-up was.
     fn timer_woke(&mut self) {
-        let Pace::Open {
-            timer: Some(t),
-            margin,
-            ..
-        } = &mut self.pace
-        else {
-            return;
-        };
-        if let Some(deadline) = t.armed_for()
-            && self.events.iter().any(|e| e.token() == TIMER)
-        {
-            margin.woke(deadline, Instant::now());
+        if let Pace::Open { timer, margin, .. } = &mut self.pace {
+            margin::after_poll(timer.as_ref(), margin, &self.events);
         }
     }
 

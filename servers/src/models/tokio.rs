@@ -27,24 +27,40 @@ use crate::stats::{LoopCounters, Shared};
 use crate::sys;
 
 pub(crate) fn run_current_thread(incoming: Incoming, ctx: &Ctx) -> io::Result<()> {
-    let rt = Builder::new_current_thread().enable_all().build()?;
-    serve(rt, vec![incoming], ctx)
+    serve(current_thread()?, vec![incoming], ctx)
 }
 
 pub(crate) fn run_multi_thread(incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
+    serve(multi_thread(ctx)?, incoming, ctx)
+}
+
+/// `tokio`'s runtime (TCP and UDP): a current-thread one with I/O and timers.
+fn current_thread() -> io::Result<Runtime> {
+    Builder::new_current_thread().enable_all().build()
+}
+
+/// `tokio-mt`'s runtime (TCP and UDP): `--threads` workers named `tokio-mt-worker`, with the
+/// count recorded in the stats' settings.
+fn multi_thread(ctx: &Ctx) -> io::Result<Runtime> {
     let rt = Builder::new_multi_thread()
         .worker_threads(ctx.config.threads)
         .thread_name("tokio-mt-worker")
         .enable_all()
         .build()?;
     ctx.shared.setting("worker_threads", ctx.config.threads);
-    serve(rt, incoming, ctx)
+    Ok(rt)
 }
 
-fn serve(rt: Runtime, incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
+/// A token cancelled when the server is told to stop.
+fn cancelled_on_stop(ctx: &Ctx) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     ctx.stop.on_stop(move || t.cancel());
+    token
+}
+
+fn serve(rt: Runtime, incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
+    let token = cancelled_on_stop(ctx);
     // One set of byte counters per runtime: exact for `tokio`, shared by the workers of
     // `tokio-mt` (tasks move between workers, so per-worker counters would not be per-loop).
     let counters = ctx.shared.new_loop();
@@ -188,25 +204,16 @@ async fn echo(
 
 /// UDP, `tokio`: one current-thread runtime per socket.
 pub(crate) fn run_udp_current_thread(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
-    let rt = Builder::new_current_thread().enable_all().build()?;
-    serve_udp(rt, vec![endpoint], ctx)
+    serve_udp(current_thread()?, vec![endpoint], ctx)
 }
 
 /// UDP, `tokio-mt`: one multi-thread runtime, one task per socket.
 pub(crate) fn run_udp_multi_thread(endpoints: Vec<Endpoint>, ctx: &Ctx) -> io::Result<()> {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(ctx.config.threads)
-        .thread_name("tokio-mt-worker")
-        .enable_all()
-        .build()?;
-    ctx.shared.setting("worker_threads", ctx.config.threads);
-    serve_udp(rt, endpoints, ctx)
+    serve_udp(multi_thread(ctx)?, endpoints, ctx)
 }
 
 fn serve_udp(rt: Runtime, endpoints: Vec<Endpoint>, ctx: &Ctx) -> io::Result<()> {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    ctx.stop.on_stop(move || t.cancel());
+    let token = cancelled_on_stop(ctx);
     let counters = ctx.shared.new_loop();
     rt.block_on(async {
         let mut tasks = JoinSet::new();

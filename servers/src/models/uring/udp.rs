@@ -205,6 +205,11 @@ fn tag(index: usize, send: bool) -> u64 {
     ((index as u64) << 1) | u64::from(send)
 }
 
+/// The slot index and whether it was a send, from a [`tag`].
+fn untag(t: u64) -> (usize, bool) {
+    ((t >> 1) as usize, t & 1 == 1)
+}
+
 /// `uring --proto udp`: one-shot receives and sends, [`SLOTS`] slots per loop.
 pub(crate) fn run_oneshot(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
     let mut ring = Ring::new(ctx, false)?;
@@ -238,11 +243,12 @@ pub(crate) fn run_oneshot(endpoint: Endpoint, ctx: &Ctx) -> io::Result<()> {
                 WAKE => ring.woken(),
                 CANCEL => {}
                 t => {
-                    slots[(t >> 1) as usize].busy = false;
+                    let (index, send) = untag(t);
+                    slots[index].busy = false;
                     // A receive that completed before its cancel took a datagram off the
                     // socket: received, and dropped unechoed by the stop.
                     // A send ends sent, or dropped (cancelled by the stop).
-                    match (t & 1 == 1, res >= 0) {
+                    match (send, res >= 0) {
                         (false, true) => {
                             counters.datagram_in(res as usize);
                             counters.send_drop();
@@ -279,7 +285,7 @@ fn serve_oneshot(
                 WAKE => ring.woken(),
                 CANCEL => {}
                 t => {
-                    let (index, send) = ((t >> 1) as usize, t & 1 == 1);
+                    let (index, send) = untag(t);
                     let slot = &mut slots[index];
                     slot.busy = false;
                     let entry = match (send, res) {
@@ -546,7 +552,7 @@ mod tests {
             for send in [false, true] {
                 let t = tag(index, send);
                 assert!(t < RECV);
-                assert_eq!(((t >> 1) as usize, t & 1 == 1), (index, send));
+                assert_eq!(untag(t), (index, send));
             }
         }
     }
