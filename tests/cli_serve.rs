@@ -586,6 +586,74 @@ fn a_kernel_without_io_uring_is_named_as_the_reason() {
     }
 }
 
+/// Issue 17: a kernel whose io_uring lacks what UDP echo needs (simulated through the probe)
+/// still runs the io_uring models over TCP, lists them as TCP only with the missing piece
+/// named, and refuses `--proto udp` with it in one line (exit 2), not a failure after start.
+#[test]
+fn a_kernel_without_udp_io_uring_runs_tcp_and_refuses_udp() {
+    if servers::Model::UringMultishot.availability().is_err() {
+        return; // unavailable for a real reason, checked above
+    }
+    for (simulated, refused, says) in [
+        (
+            "NO_MULTISHOT_RECVMSG",
+            &["uring-multishot"][..],
+            "lacks multishot IORING_OP_RECVMSG (Linux 6.0)",
+        ),
+        (
+            "IORING_OP_RECVMSG",
+            &["uring", "uring-multishot"],
+            "the kernel lacks IORING_OP_RECVMSG",
+        ),
+        (
+            "IORING_OP_SENDMSG",
+            &["uring", "uring-multishot"],
+            "the kernel lacks IORING_OP_SENDMSG",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+            .args(["models", "--names", "--proto", "udp"])
+            .env("IOMODELS_URING_PROBE", simulated)
+            .output()
+            .unwrap();
+        let udp = String::from_utf8_lossy(&out.stdout).to_string();
+        for name in ["uring", "uring-multishot"] {
+            let listed = udp.lines().any(|l| l == name);
+            assert_eq!(listed, !refused.contains(&name), "{simulated}: {udp}");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+            .arg("models")
+            .env("IOMODELS_URING_PROBE", simulated)
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout).to_string();
+        for &name in refused {
+            let row = table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} not listed: {table}"));
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(cols[1], "yes", "{simulated}: TCP still runs: {row}");
+            assert!(
+                row.contains("[no udp:") && row.contains(says),
+                "{simulated}: {row}"
+            );
+            assert!(!row.contains("tcp,udp"), "{simulated}: {row}");
+            let out = Command::new(env!("CARGO_BIN_EXE_iomodels"))
+                .args(["serve", name, "--proto", "udp", "--listen", "127.0.0.1:0"])
+                .env("IOMODELS_URING_PROBE", simulated)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{simulated} {name}: {err}");
+            assert!(
+                err.contains(says) && err.trim().lines().count() == 1,
+                "{simulated} {name}: {err}"
+            );
+        }
+    }
+}
+
 /// `serve --busy-poll`: every model whose registry row allows it serves while spinning, records
 /// it in its stats, and stops promptly on stdin EOF (a liveness bound with ≥ 5× slack: its stop
 /// flag is read every turn); every other model is refused with one line naming the model and

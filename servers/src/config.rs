@@ -241,8 +241,8 @@ pub enum ConfigError {
         model: &'static str,
         /// The transport asked for.
         proto: &'static str,
-        /// Why not (its registry row's reason).
-        reason: &'static str,
+        /// Why not (its registry row's reason, or what its kernel probe found missing).
+        reason: String,
     },
     /// The accept mode does not exist on this OS.
     #[error(

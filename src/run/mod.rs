@@ -530,9 +530,7 @@ fn not_served(model: &str, point: plan::Point) -> Option<String> {
         loadgen::Proto::Tcp => servers::Proto::Tcp,
         loadgen::Proto::Udp => servers::Proto::Udp,
     };
-    servers::Model::from_name(model)
-        .and_then(|m| m.serves(proto).err())
-        .map(str::to_owned)
+    servers::Model::from_name(model).and_then(|m| m.serves(proto).err())
 }
 
 /// Kernel counts per request (`explain`), in one short measurement per model × point after

@@ -259,6 +259,12 @@ type UdpServerFn = fn(Vec<Endpoint>, &Ctx) -> io::Result<()>;
 enum Udp {
     /// `--threads` loops, one thread and one socket each.
     PerSocket(UdpLoopFn),
+    /// As [`Udp::PerSocket`], where `probe` says the kernel has what the loop needs (the model
+    /// may run TCP on a kernel that lacks it); refused with the probe's reason otherwise.
+    Probed {
+        probe: fn() -> Result<(), String>,
+        run: UdpLoopFn,
+    },
     /// `--threads` runtime workers inside one server thread (named `thread`) owning every socket.
     Workers {
         thread: &'static str,
@@ -270,9 +276,10 @@ enum Udp {
 
 impl Udp {
     /// Whether a row with this UDP entry serves `proto`, and if not, the row's reason.
-    fn serves(&self, proto: Proto) -> Result<(), &'static str> {
+    fn serves(&self, proto: Proto) -> Result<(), String> {
         match (proto, self) {
-            (Proto::Udp, Udp::Refused(reason)) => Err(reason),
+            (Proto::Udp, Udp::Refused(reason)) => Err(reason.to_string()),
+            (Proto::Udp, Udp::Probed { probe, .. }) => probe(),
             _ => Ok(()),
         }
     }
@@ -409,7 +416,10 @@ const REGISTRY: &[Entry] = &[
         description: "io_uring completions, one-shot accept/recv/send, one ring per loop",
         availability: uring::availability,
         run: Run::PerLoop(uring::run),
-        udp: Udp::PerSocket(uring::udp::run_oneshot),
+        udp: Udp::Probed {
+            probe: uring::udp::oneshot_availability,
+            run: uring::udp::run_oneshot,
+        },
         busy_poll: PEEK_COMPLETIONS,
     },
     Entry {
@@ -418,7 +428,10 @@ const REGISTRY: &[Entry] = &[
         description: "io_uring, multishot accept/recv into a shared provided-buffer ring, DEFER_TASKRUN",
         availability: uring::multishot::availability,
         run: Run::PerLoop(uring::multishot::run),
-        udp: Udp::PerSocket(uring::udp::run_multishot),
+        udp: Udp::Probed {
+            probe: uring::udp::multishot_availability,
+            run: uring::udp::run_multishot,
+        },
         busy_poll: PEEK_COMPLETIONS,
     },
     Entry {
@@ -479,16 +492,18 @@ impl Model {
         self.entry().description
     }
 
-    /// The transports it serves: TCP always, UDP where its registry row has a UDP loop.
+    /// The transports it serves here: TCP always, UDP where its registry row has a UDP loop
+    /// (and, for a probed one, the kernel has what it needs).
     pub fn protocols(self) -> &'static [Proto] {
-        match self.entry().udp {
-            Udp::Refused(_) => TCP,
-            _ => TCP_UDP,
+        match self.serves(Proto::Udp) {
+            Err(_) => TCP,
+            Ok(()) => TCP_UDP,
         }
     }
 
-    /// Whether the model serves `proto`, and if not, why (its registry row's reason).
-    pub fn serves(self, proto: Proto) -> Result<(), &'static str> {
+    /// Whether the model serves `proto` here, and if not, why (its registry row's reason, or
+    /// what its kernel probe found missing).
+    pub fn serves(self, proto: Proto) -> Result<(), String> {
         self.entry().udp.serves(proto)
     }
 
@@ -652,7 +667,10 @@ pub(crate) fn launch_udp(
     threads: &mut Vec<JoinHandle<io::Result<()>>>,
 ) -> io::Result<()> {
     match model.entry().udp {
-        Udp::PerSocket(per_socket) => {
+        Udp::PerSocket(per_socket)
+        | Udp::Probed {
+            run: per_socket, ..
+        } => {
             for (i, endpoint) in endpoints.into_iter().enumerate() {
                 threads.push(spawn(
                     format!("{}-udp-{i}", model.name()),
@@ -754,13 +772,31 @@ mod tests {
     #[test]
     fn a_row_without_udp_refuses_it_with_its_reason() {
         let refused = Udp::Refused("no datagram loop here");
-        assert_eq!(refused.serves(Proto::Udp), Err("no datagram loop here"));
+        assert_eq!(
+            refused.serves(Proto::Udp),
+            Err("no datagram loop here".to_string())
+        );
         assert_eq!(refused.serves(Proto::Tcp), Ok(()));
         assert_eq!(Udp::PerSocket(epoll::run_udp).serves(Proto::Udp), Ok(()));
+        // A probed loop serves UDP only where its probe passes; TCP never depends on it.
+        let lacking = Udp::Probed {
+            probe: || Err("the kernel lacks it".to_string()),
+            run: epoll::run_udp,
+        };
+        assert_eq!(
+            lacking.serves(Proto::Udp),
+            Err("the kernel lacks it".to_string())
+        );
+        assert_eq!(lacking.serves(Proto::Tcp), Ok(()));
+        let having = Udp::Probed {
+            probe: || Ok(()),
+            run: epoll::run_udp,
+        };
+        assert_eq!(having.serves(Proto::Udp), Ok(()));
         let line = ConfigError::ProtoNotServed {
             model: "x",
             proto: "udp",
-            reason: "no datagram loop here",
+            reason: "no datagram loop here".to_string(),
         }
         .to_string();
         assert_eq!(line, "x does not serve udp: no datagram loop here");

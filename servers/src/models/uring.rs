@@ -92,17 +92,23 @@ pub(crate) fn availability() -> Result<(), String> {
 /// [`OPCODES`] (`IORING_OP_SHUTDOWN`) makes both models' probes fail as such a kernel would, so
 /// `models`, `serve`, `run` and the conformance suite can be checked on a kernel that has it
 /// all. `NO_RECEIVE_LIMIT` instead simulates a kernel before 6.17, whose multishot receive has
-/// no byte limit (`multishot::receive_limit`). `None` when unset (the real probe runs).
+/// no byte limit (`multishot::receive_limit`), and the names of [`udp::SIMULATED`] a kernel
+/// whose io_uring lacks what UDP echo needs (the TCP loops still run). `None` when unset or
+/// when only UDP's probe is simulated (the real probe runs).
 pub(super) fn simulated_refusal() -> Option<Result<(), String>> {
     let what = std::env::var("IOMODELS_URING_PROBE").ok()?;
     Some(match what.as_str() {
+        // Refusals of what only UDP or only the receive limit needs: the TCP loops run.
         "NO_RECEIVE_LIMIT" => return None,
+        name if udp::simulated(name) => return None,
         "ENOSYS" => Err(setup_refused(&io::Error::from_raw_os_error(libc::ENOSYS))),
         "EPERM" => Err(setup_refused(&io::Error::from_raw_os_error(libc::EPERM))),
         name => match OPCODES.iter().find(|(_, n)| *n == name) {
             Some(&(missing, _)) => missing_opcode(|op| op != missing),
             None => Err(format!(
-                "IOMODELS_URING_PROBE={name}: not ENOSYS, EPERM or an opcode this model uses"
+                "IOMODELS_URING_PROBE={name}: not ENOSYS, EPERM, NO_RECEIVE_LIMIT, {} or an opcode \
+                 this model uses",
+                udp::SIMULATED.join(", ")
             )),
         },
     })
@@ -135,7 +141,12 @@ fn setup_refused(e: &io::Error) -> String {
 
 /// The first opcode this model needs that the kernel lacks, by name.
 fn missing_opcode(supported: impl Fn(u8) -> bool) -> Result<(), String> {
-    match OPCODES.iter().find(|(op, _)| !supported(*op)) {
+    missing_of(OPCODES, supported)
+}
+
+/// The first opcode of `needed` that the kernel lacks, by name.
+fn missing_of(needed: &[(u8, &str)], supported: impl Fn(u8) -> bool) -> Result<(), String> {
+    match needed.iter().find(|(op, _)| !supported(*op)) {
         Some((_, name)) => Err(format!("io_uring: the kernel lacks {name}")),
         None => Ok(()),
     }

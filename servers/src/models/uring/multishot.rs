@@ -94,41 +94,56 @@ fn probe_receive_limit() -> io::Result<bool> {
         opcode::RecvMulti::new(types::Fd(rx.as_raw_fd()), BGID).build(),
         1,
         1,
-    )
-    .user_data(1);
-    // SAFETY: the receive uses only the registered buffer ring, unregistered below only after
-    // the receive's last completion.
-    unsafe { ring.submission().push(&recv) }.map_err(io::Error::other)?;
-    let mut supported = None;
-    let mut cancelled = false;
-    while supported.is_none_or(|s: bool| !s && !cancelled) {
+    );
+    // SAFETY: the receive uses only the registered buffer ring, unregistered below, after
+    // `first_completion` reaped the receive's last completion.
+    let (res, flags) = unsafe { first_completion(&mut ring, recv) }?;
+    bufs.unregister(&ring.submitter())?;
+    Ok(res > 0 && !cqueue::more(flags))
+}
+
+/// Submits `entry` (a multishot operation) on `ring`, which has nothing else in flight, and
+/// returns its first completion's `(res, flags)`. If more completions would follow, the
+/// operation is cancelled and reaped to its last one, so nothing of the ring is in use when this
+/// returns: what probes by behaviour need (does the kernel accept this flag, honour that field).
+///
+/// # Safety
+/// Every buffer `entry` points to must stay valid until this returns.
+pub(super) unsafe fn first_completion(
+    ring: &mut IoUring,
+    entry: squeue::Entry,
+) -> io::Result<(i32, u32)> {
+    const PROBED: u64 = 1;
+    const CANCELLED: u64 = 2;
+    // SAFETY: the caller keeps the entry's memory valid until we return, and we return only
+    // after its last completion.
+    unsafe { ring.submission().push(&entry.user_data(PROBED)) }.map_err(io::Error::other)?;
+    let mut first = None;
+    let mut over = false;
+    while !over {
         ring.submit_and_wait(1)?;
         let cqes: Vec<(u64, i32, u32)> = ring
             .completion()
             .map(|c| (c.user_data(), c.result(), c.flags()))
             .collect();
         for (user_data, res, flags) in cqes {
-            if user_data != 1 {
+            if user_data != PROBED {
                 continue;
             }
-            if supported.is_none() {
-                supported = Some(res > 0 && !cqueue::more(flags));
+            if first.is_none() {
+                first = Some((res, flags));
+                if cqueue::more(flags) {
+                    let cancel = opcode::AsyncCancel::new(PROBED)
+                        .build()
+                        .user_data(CANCELLED);
+                    // SAFETY: a cancel uses no memory of ours.
+                    unsafe { ring.submission().push(&cancel) }.map_err(io::Error::other)?;
+                }
             }
-            if !cqueue::more(flags) {
-                cancelled = true; // the receive is over: nothing of the ring is in use
-            }
-        }
-        if supported == Some(false) && !cancelled {
-            let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
-            // SAFETY: a cancel uses no memory of ours.
-            unsafe { ring.submission().push(&cancel) }.map_err(io::Error::other)?;
-        }
-        if supported == Some(true) {
-            break;
+            over |= !cqueue::more(flags);
         }
     }
-    bufs.unregister(&ring.submitter())?;
-    Ok(supported == Some(true))
+    first.ok_or_else(|| io::Error::other("io_uring probe: the loop ended without a completion"))
 }
 
 /// A multishot receive entry that receives at most `per_receive` bytes per completion and ends

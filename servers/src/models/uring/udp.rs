@@ -20,19 +20,28 @@
 //! Stop: as for TCP, the eventfd read completes; every operation in flight is cancelled and
 //! reaped, and only then the ring, the buffer ring and the slots are freed, in that order.
 //!
+//! Availability is probed apart from TCP's ([`oneshot_availability`],
+//! [`multishot_availability`]): `IORING_OP_RECVMSG`/`SENDMSG` by `IORING_REGISTER_PROBE`
+//! (Linux 5.3), and the multishot `RECVMSG` (Linux 6.0) by behaviour, since the probe lists
+//! opcodes, not flags: an older kernel completes it with `EINVAL`. A kernel without them runs
+//! the TCP loops and refuses `--proto udp` with the missing piece named (exit 2).
+//!
 //! Not here: the TCP loops (`uring.rs`, `multishot.rs`), fixed files for the one socket.
 #![allow(unsafe_code)] // operations whose memory the kernel uses: the FFI edge
 
 use std::collections::VecDeque;
 use std::io;
 use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 
 use super::bufring::BufRing;
-use super::{EventFd, build_ring, enter, poll_once, queue};
+use super::multishot::first_completion;
+use super::{EventFd, build_ring, enter, missing_of, poll_once, queue};
 use crate::completion::Lent;
 use crate::ctx::Ctx;
 use crate::datagram::{DATAGRAM_BUFFER, Endpoint, control_drops, saw_drops};
@@ -50,6 +59,96 @@ const SLOTS: usize = 8;
 const CONTROL: usize = 64;
 /// The buffer group of the multishot receive's provided buffers.
 const BGID: u16 = 0;
+
+/// What UDP echo adds to the TCP loops' opcodes (both Linux 5.3).
+const UDP_OPCODES: &[(u8, &str)] = &[
+    (opcode::RecvMsg::CODE, "IORING_OP_RECVMSG"),
+    (opcode::SendMsg::CODE, "IORING_OP_SENDMSG"),
+];
+
+/// `IOMODELS_URING_PROBE` values that simulate a kernel without what UDP echo needs (see
+/// `simulated_refusal` in the parent): an opcode of [`UDP_OPCODES`] (both models), or
+/// `NO_MULTISHOT_RECVMSG`, a kernel before 6.0 (`uring-multishot` only).
+pub(super) const SIMULATED: &[&str] = &[
+    "IORING_OP_RECVMSG",
+    "IORING_OP_SENDMSG",
+    "NO_MULTISHOT_RECVMSG",
+];
+
+/// Whether `name` is one of [`SIMULATED`].
+pub(super) fn simulated(name: &str) -> bool {
+    SIMULATED.contains(&name)
+}
+
+/// Whether `uring` serves UDP here: its TCP probe passed (checked by the caller) and the kernel
+/// has `IORING_OP_RECVMSG` and `IORING_OP_SENDMSG`; if not, which one it lacks. Probed once
+/// per process.
+pub(crate) fn oneshot_availability() -> Result<(), String> {
+    static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(probe_opcodes).clone()
+}
+
+/// Whether `uring-multishot` serves UDP here: [`oneshot_availability`], and a multishot
+/// `IORING_OP_RECVMSG` the kernel accepts (Linux 6.0). Probed once per process.
+pub(crate) fn multishot_availability() -> Result<(), String> {
+    oneshot_availability()?;
+    static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBED
+        .get_or_init(|| {
+            let refused = || {
+                "io_uring: the kernel lacks multishot IORING_OP_RECVMSG (Linux 6.0): use \
+                 `uring` for UDP"
+                    .to_string()
+            };
+            if std::env::var("IOMODELS_URING_PROBE").as_deref() == Ok("NO_MULTISHOT_RECVMSG") {
+                return Err(refused());
+            }
+            match probe_multishot() {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(refused()),
+                Err(e) => Err(format!(
+                    "io_uring: probing multishot IORING_OP_RECVMSG failed: {e}"
+                )),
+            }
+        })
+        .clone()
+}
+
+fn probe_opcodes() -> Result<(), String> {
+    if let Ok(name) = std::env::var("IOMODELS_URING_PROBE")
+        && let Some(&(missing, _)) = UDP_OPCODES.iter().find(|(_, n)| *n == name)
+    {
+        return missing_of(UDP_OPCODES, |op| op != missing);
+    }
+    let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| format!("io_uring: IORING_REGISTER_PROBE failed: {e}"))?;
+    missing_of(UDP_OPCODES, |op| probe.is_supported(op))
+}
+
+/// Whether a multishot `RECVMSG` on a UDP socket with one datagram waiting delivers it (a
+/// kernel before 6.0 completes it with `EINVAL`: it knows no multishot flag on `RECVMSG`).
+fn probe_multishot() -> io::Result<bool> {
+    let mut ring = IoUring::new(4)?;
+    let bufs = BufRing::register(&ring.submitter(), BGID, 2, 256)?;
+    let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    tx.send_to(b"x", rx.local_addr()?)?;
+    let mut msg = Box::new(empty_msghdr());
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let recv = opcode::RecvMsgMulti::new(types::Fd(rx.as_raw_fd()), &raw const *msg, BGID).build();
+    // SAFETY: the receive reads `msg` (alive until we return) and writes only into the
+    // registered buffer ring, unregistered after `first_completion` reaped its last completion.
+    let (res, _) = unsafe { first_completion(&mut ring, recv) }?;
+    bufs.unregister(&ring.submitter())?;
+    match res {
+        res if res >= 0 => Ok(true),
+        res if res == -libc::EINVAL => Ok(false),
+        res => Err(io::Error::from_raw_os_error(-res)),
+    }
+}
 
 /// A `msghdr` with every pointer null and every length zero.
 fn empty_msghdr() -> libc::msghdr {
