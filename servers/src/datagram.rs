@@ -29,13 +29,15 @@ mod linux;
 #[cfg(target_os = "linux")]
 #[allow(unused_imports)] // io_uring's receive parses its own control messages with it
 pub(crate) use linux::{
-    COUNTS_DROPS, DROPS_SOURCE, control_drops, drop_reader, enable_drop_count, recv,
+    COUNTS_DROPS, DROPS_SOURCE, control_drops, drop_reader, enable_drop_count, recv, send_to,
 };
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
-pub(crate) use portable::{COUNTS_DROPS, DROPS_SOURCE, drop_reader, enable_drop_count, recv};
+pub(crate) use portable::{
+    COUNTS_DROPS, DROPS_SOURCE, drop_reader, enable_drop_count, recv, send_to,
+};
 
 /// Bytes of the receive buffer: at least the largest UDP payload over IPv4 (65,507 B) or IPv6
 /// without jumbograms (65,527 B), so no datagram is ever cut.
@@ -86,7 +88,8 @@ impl DatagramSocket for UdpSocket {
     }
 
     fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-        UdpSocket::send_to(self, buf, to)
+        // Not `UdpSocket::send_to`: on a blocking socket that would wait for room.
+        send_to(SockRef::from(self), buf, to)
     }
 }
 

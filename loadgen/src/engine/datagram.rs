@@ -164,6 +164,11 @@ impl Ledger {
         self.outstanding
     }
 
+    /// When the newest datagram still in the window was sent (`None` when the window is empty).
+    pub(super) fn last_sent(&self) -> Option<Instant> {
+        self.window.back().map(|s| s.sent)
+    }
+
     /// Measured datagrams outstanding (the run's `in_flight` when it ends).
     pub(super) fn outstanding_measured(&self) -> u64 {
         self.window

@@ -14,8 +14,9 @@
 //! (closed loop); the socket goes on.
 //!
 //! A duration run stops sending at its deadline and then drains: it keeps reading until every
-//! datagram in flight is answered or past its timeout (at most `timeout` more), so every
-//! measured datagram's fate is known and loss in the last seconds is not hidden as "in flight".
+//! datagram in flight is answered or past its timeout (at most `timeout` after its last send,
+//! which can follow the deadline by a descheduled loop turn), so every measured datagram's
+//! fate is known and loss in the last seconds is not hidden as "in flight".
 //!
 //! Timestamps follow the contract: closed loop, immediately before the `send` call; open loop,
 //! the intended send time (the actual one feeds the uncorrected histogram and the send lag);
@@ -325,6 +326,14 @@ pub(crate) fn probe(addr: SocketAddr, wait: Duration) -> io::Result<bool> {
     }
 }
 
+/// When a duration run that ended at `end` has waited out every datagram's timeout: one
+/// `timeout` after its last send, which can follow `end`: a loop turn that began before `end`
+/// sends its batch of owed datagrams after it when the thread is descheduled mid-batch (seen:
+/// 48 datagrams reported `in_flight` by a run that drained only until `end + timeout`).
+fn drained_by(end: Instant, last_send: Option<Instant>, timeout: Duration) -> Instant {
+    last_send.map_or(end, |t| t.max(end)) + timeout
+}
+
 impl UdpWorker<'_> {
     fn run(&mut self, stop: &Stop) {
         let mut next_tick = Instant::now();
@@ -386,9 +395,22 @@ impl UdpWorker<'_> {
             && now >= end
         {
             self.draining = true;
-            return settled || now >= end + self.o.timeout;
+            if settled {
+                return true;
+            }
+            // Past every datagram's timeout: `finish` counts the rest lost.
+            if now > self.drained_by(end) {
+                return true;
+            }
         }
         self.share.is_some_and(|s| self.issued >= s && settled) || self.socks.is_empty()
+    }
+
+    /// When a duration run that ended at `end` has waited out every datagram's timeout (see
+    /// [`drained_by`]).
+    fn drained_by(&self, end: Instant) -> Instant {
+        let last = self.socks.iter().filter_map(|k| k.ledger.last_sent()).max();
+        drained_by(end, last, self.o.timeout)
     }
 
     fn measured(&self, t: Instant) -> bool {
@@ -426,7 +448,7 @@ impl UdpWorker<'_> {
             wake = wake.min(self.go.t0);
         }
         if let Some(e) = self.go.end {
-            wake = wake.min(if self.draining { e + self.o.timeout } else { e });
+            wake = wake.min(if self.draining { self.drained_by(e) } else { e });
         }
         let timeout = wake.saturating_duration_since(now);
         let Some(open) = self.open.as_ref().filter(|_| !self.draining) else {
@@ -724,5 +746,19 @@ impl UdpWorker<'_> {
         self.intervals.finish(last);
         let _ = self.tx.send((self.id, Msg::Done));
         self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_lasts_one_timeout_past_the_last_send_even_one_after_the_end() {
+        let end = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(drained_by(end, None, ms(100)), end + ms(100));
+        assert_eq!(drained_by(end, Some(end - ms(50)), ms(100)), end + ms(100));
+        assert_eq!(drained_by(end, Some(end + ms(3)), ms(100)), end + ms(103));
     }
 }

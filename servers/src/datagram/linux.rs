@@ -87,6 +87,17 @@ pub(crate) fn recv(sock: SockRef<'_>, buf: &mut [u8]) -> io::Result<Received> {
 /// datagram, so drops after the last one a socket received would be missed; `/proc/net/udp`
 /// (and `udp6`) lists the same counter (`sk_drops`, its `drops` column) for every socket,
 /// found by the socket's inode. The reader holds a duplicate of the socket so the row exists
+/// One `sendto` with `MSG_DONTWAIT`: a full send buffer fails it with `EAGAIN` even on a
+/// blocking socket (the `blocking` model's), so every model drops and counts the echo instead
+/// of one of them waiting while its receive buffer overflows.
+pub(crate) fn send_to(
+    sock: SockRef<'_>,
+    buf: &[u8],
+    to: std::net::SocketAddr,
+) -> io::Result<usize> {
+    sock.send_to_with_flags(buf, &SockAddr::from(to), libc::MSG_DONTWAIT)
+}
+
 /// until the stats are taken (it closes with the server).
 pub(crate) fn drop_reader(socket: &UdpSocket) -> io::Result<Option<DropReader>> {
     let dup = socket.try_clone()?;

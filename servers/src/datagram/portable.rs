@@ -1,5 +1,7 @@
 //! Everywhere but Linux: a plain `recvfrom`; the OS offers no per-socket drop count
-//! (`SO_RXQ_OVFL` is Linux's), so `rcvbuf_drops` is `null` in the stats.
+//! (`SO_RXQ_OVFL` is Linux's), so `rcvbuf_drops` is `null` in the stats. The echo's `sendto`
+//! carries `MSG_DONTWAIT` on macOS; Winsock has no per-call flag for it, so there the one
+//! blocking socket (the `blocking` model's) waits for room in a full send buffer.
 #![allow(unsafe_code)] // one slice cast for socket2's recv_from: the FFI edge, with its SAFETY line
 
 use std::io;
@@ -8,6 +10,12 @@ use std::mem::MaybeUninit;
 use socket2::SockRef;
 
 use super::{DropReader, Received};
+
+/// The flag that makes one send fail instead of waiting for room (none in Winsock).
+#[cfg(unix)]
+const DONTWAIT: std::ffi::c_int = libc::MSG_DONTWAIT;
+#[cfg(not(unix))]
+const DONTWAIT: std::ffi::c_int = 0;
 
 /// The kernel's drops are not counted here.
 pub(crate) const COUNTS_DROPS: bool = false;
@@ -40,4 +48,13 @@ pub(crate) fn recv(sock: SockRef<'_>, buf: &mut [u8]) -> io::Result<Received> {
         from,
         drops: None,
     })
+}
+
+/// One `sendto`, not waiting for room where the OS allows it (see the module doc).
+pub(crate) fn send_to(
+    sock: SockRef<'_>,
+    buf: &[u8],
+    to: std::net::SocketAddr,
+) -> io::Result<usize> {
+    sock.send_to_with_flags(buf, &socket2::SockAddr::from(to), DONTWAIT)
 }

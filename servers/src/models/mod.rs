@@ -79,6 +79,8 @@ mod uring {
         }
     }
     pub(crate) mod udp {
+        pub(crate) use super::availability as oneshot_availability;
+        pub(crate) use super::availability as multishot_availability;
         pub(crate) use super::run_udp as run_oneshot;
         pub(crate) use super::run_udp as run_multishot;
     }
