@@ -156,6 +156,7 @@ pub(super) fn assemble(
             unsent,
             connections: o.connections,
             depth: o.depth,
+            datagrams: udp.is_some(),
         });
         saturated = !why.is_empty();
         warnings.extend(why);

@@ -27,6 +27,9 @@ pub(super) struct Facts {
     pub(super) unsent: u64,
     pub(super) connections: usize,
     pub(super) depth: usize,
+    /// A UDP run: `achieved_rps` is datagrams sent per second, and no send waits for an echo
+    /// (depth does not bound an open loop), so what was never sent is the generator's own limit.
+    pub(super) datagrams: bool,
 }
 
 /// Send lag below this is not judged, whatever the rate: the engine sends on time by waking
@@ -42,11 +45,24 @@ pub(super) fn saturation(f: &Facts) -> Vec<String> {
     let mut why = Vec::new();
     // Rule 1: the achieved rate is below 95 % of the target.
     if !f.interrupted && f.achieved_rps < 0.95 * f.target_rps {
-        let mut line = format!(
-            "saturated: achieved {:.0} req/s, below 95% of the target {:.0} req/s",
-            f.achieved_rps, f.target_rps
-        );
-        if f.unsent > 0 {
+        let mut line = match f.datagrams {
+            true => format!(
+                "saturated: sent {:.0} datagrams/s, below 95% of the target {:.0}/s",
+                f.achieved_rps, f.target_rps
+            ),
+            false => format!(
+                "saturated: achieved {:.0} req/s, below 95% of the target {:.0} req/s",
+                f.achieved_rps, f.target_rps
+            ),
+        };
+        if f.unsent > 0 && f.datagrams {
+            line.push_str(&format!(
+                "; {} datagrams due in the window were never sent: this is the most this \
+                 generator could send through {} sockets (an open loop's UDP sends wait for no \
+                 echo: more sockets do not help, more --threads may)",
+                f.unsent, f.connections
+            ));
+        } else if f.unsent > 0 {
             line.push_str(&format!(
                 "; {} requests due in the window were never sent: this is the most this \
                  generator could send with {} connections × depth {}",
@@ -106,6 +122,7 @@ mod tests {
             unsent: 0,
             connections: 10,
             depth: 1,
+            datagrams: false,
         }
     }
 
@@ -150,6 +167,22 @@ mod tests {
         assert!(
             w.contains("49982000 requests due in the window were never sent")
                 && w.contains("1 connections × depth 1"),
+            "{w}"
+        );
+        // UDP: the rate judged is what was sent, and depth is not the limit.
+        let w = one(Facts {
+            target_rps: 300_000.0,
+            achieved_rps: 18_000.0,
+            gen_lag_p99_ns: None,
+            unsent: 282_000,
+            datagrams: true,
+            ..on_time()
+        });
+        assert!(
+            w.contains("sent 18000 datagrams/s, below 95% of the target 300000/s")
+                && w.contains("282000 datagrams due in the window were never sent")
+                && w.contains("through 10 sockets")
+                && !w.contains("depth 1"),
             "{w}"
         );
         // A stopped run's rate is not judged.
