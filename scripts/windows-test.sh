@@ -55,7 +55,6 @@ skips=(
   "engine|busy_poll_keeps_the_rules_of_the_sleeping_generator|the same reset classification as above"
   "cli_sweep|bad_inputs_exit_2_with_one_line_before_measuring|on Windows 'sweep idle --idle-steps 0,100000000' is not refused: the descriptor check reads RLIMIT_NOFILE, Unix only (a Windows gap, not Wine's); it would try to open the connections"
   "bins|udp_takes_the_first_address_that_does_not_refuse|Wine does not report an ICMP port unreachable on a UDP socket as WSAECONNRESET (Windows does, SIO_UDP_CONNRESET on by default), so a port with nothing bound is not told apart from a live one"
-  "cli_run|udp_points_measure_datagram_echo_and_report_loss|not investigated: under Wine the udp-open point (20,000 datagrams/s) completed no datagram in its 300 ms window, where every point is generator-saturated; the UDP wiring of run is tested on Linux, and run --quick below runs the UDP points under Wine"
   "cli_sweep|an_idle_sweep_records_steps_past_select_fd_setsize_as_skipped|its 1,100 idle connections per step take longer than the test allows under Wine (not investigated)"
 )
 declare -A skip_args=()
