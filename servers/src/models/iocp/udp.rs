@@ -337,3 +337,89 @@ impl Udp<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    use windows_sys::Win32::Networking::WinSock::WSAENOTSOCK;
+
+    #[test]
+    fn only_errors_about_an_earlier_datagram_are_skipped() {
+        for code in [WSAECONNRESET, WSAENETRESET, WSAEMSGSIZE] {
+            assert!(skippable(&io::Error::from_raw_os_error(code)), "{code}");
+        }
+        assert!(!skippable(&io::Error::from_raw_os_error(WSAENOTSOCK)));
+    }
+
+    /// An echo whose `WSASendTo` fails at once (port 0 is no destination) is one send drop,
+    /// never retried, and its `Op` goes back to receiving; that receive then serves the next
+    /// datagram (received, echoed), and stop cancels and takes back the receive in flight.
+    #[test]
+    fn a_send_that_fails_at_once_is_one_drop_and_the_op_receives_again() {
+        let (ready, _) = mpsc::channel();
+        let ctx = Ctx::new(Config::default(), ready);
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let raw = socket.as_raw_socket() as SOCKET;
+        let port = Arc::new(Port::new(1).unwrap());
+        port.associate(raw).unwrap();
+        let server = Udp {
+            ctx: &ctx,
+            port,
+            socket: raw,
+            counters: ctx.shared.new_loop(),
+            in_kernel: AtomicUsize::new(0),
+        };
+        let nowhere = socket2::SockAddr::from("127.0.0.1:0".parse::<SocketAddr>().unwrap());
+        let mut op = Op::boxed();
+        // SAFETY: `nowhere` is `len()` bytes of address, at most a SOCKADDR_STORAGE.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                nowhere.as_ptr().cast::<u8>(),
+                (&raw mut op.from).cast::<u8>(),
+                nowhere.len() as usize,
+            )
+        };
+        op.fromlen = nowhere.len();
+        server.echo(op, 3).unwrap();
+        assert_eq!(server.counters.send_drops_now(), 1, "one drop, no retry");
+        assert_eq!(server.in_kernel.load(Relaxed), 1, "the Op receives again");
+
+        let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        client.connect(socket.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.send(b"abc").unwrap();
+        // Two completions: the receive (which posts the echo), then the echo (which posts
+        // the receive again).
+        // SAFETY: OVERLAPPED_ENTRY is plain data; all zeros is a valid value to be overwritten.
+        let mut entries: [OVERLAPPED_ENTRY; BATCH] = unsafe { mem::zeroed() };
+        let mut seen = 0;
+        let until = Instant::now() + Duration::from_secs(10);
+        while seen < 2 && Instant::now() < until {
+            let n = server.port.dequeue(&mut entries, 100).unwrap();
+            for e in &entries[..n] {
+                server.completed(e).unwrap();
+                seen += 1;
+            }
+        }
+        let mut back = [0u8; 8];
+        assert_eq!(client.recv(&mut back).unwrap(), 3);
+        assert_eq!(&back[..3], b"abc");
+        assert_eq!(server.counters.datagrams_in_now(), 1);
+        assert_eq!(server.in_kernel.load(Relaxed), 1, "receiving again");
+
+        server.drain();
+        assert_eq!(
+            server.in_kernel.load(Relaxed),
+            0,
+            "the cancelled receive came back"
+        );
+        assert_eq!(server.counters.datagrams_in_now(), 1);
+        assert_eq!(server.counters.send_drops_now(), 1);
+    }
+}
