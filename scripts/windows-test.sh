@@ -95,10 +95,12 @@ python3 scripts/echo-check.py --wine --models-from "$OUT/iomodels.exe"
 # SO_REUSEPORT there), and iocp's workers share one port: check both paths too.
 python3 scripts/echo-check.py --wine --serve "$OUT/iomodels.exe" serve mio --threads 2 --listen 127.0.0.1:0
 python3 scripts/echo-check.py --wine --serve "$OUT/iomodels.exe" serve iocp --threads 2 --listen 127.0.0.1:0
-# UDP (`serve --proto udp`): every Windows model that lists it, and two receiving threads of
-# `blocking` sharing one socket (their stop: shutdown plus a wake-up datagram each).
+# UDP (`serve --proto udp`): every Windows model that lists it (iocp included), two receiving
+# threads of `blocking` sharing one socket (their stop: shutdown plus a wake-up datagram each),
+# and two iocp workers dequeuing the one socket's receives from one port.
 python3 scripts/udp-check.py --wine --timeout-scale 3 --models-from "$OUT/iomodels.exe"
 python3 scripts/udp-check.py --wine --timeout-scale 3 --serve "$OUT/iomodels.exe" serve blocking --proto udp --threads 2 --listen 127.0.0.1:0
+python3 scripts/udp-check.py --wine --timeout-scale 3 --serve "$OUT/iomodels.exe" serve iocp --proto udp --threads 2 --listen 127.0.0.1:0
 echo "::: windows: echo checks done at $((SECONDS - t0)) s"
 
 # 4. The whole matrix, once, quickly: a result for every model the build offers.

@@ -37,6 +37,9 @@
 //! (an `NTSTATUS`; Wine 8 leaves the upper half undefined), and turned into a Winsock error by
 //! `WSAGetOverlappedResult`. It deliberately is not RIO (registered I/O) and does not use
 //! `AcceptEx`'s receive-with-accept: the first receive is an ordinary `WSARecv`, as elsewhere.
+//!
+//! UDP (`--proto udp`) is [`udp`]: `WSARecvFrom`/`WSASendTo` on the same port, workers and stop
+//! (the helpers below: [`Port`], [`run_workers`], [`work_loop`], [`drain_port`]).
 #![allow(unsafe_code)] // overlapped operations whose memory the kernel owns: the FFI edge
 
 use std::io;
@@ -73,6 +76,9 @@ use crate::ctx::Ctx;
 use crate::listen::{ERROR_RUN, EXHAUSTED_PAUSE, Incoming};
 use crate::stats::LoopCounters;
 use crate::sys::is_fd_exhaustion;
+
+mod udp;
+pub(crate) use udp::run as run_udp;
 
 /// `AcceptEx` calls each listener keeps in the kernel.
 pub(crate) const ACCEPTS_AHEAD: usize = 8;
@@ -176,6 +182,141 @@ impl Port {
         // SAFETY: a packet with no OVERLAPPED: nothing of ours is handed over.
         unsafe { PostQueuedCompletionStatus(self.0, 0, KEY_WAKE, ptr::null()) };
     }
+
+    /// Stop wakes every worker: one packet each (see [`work_loop`] for a batch with several).
+    fn wake_on_stop(self: &Arc<Self>, ctx: &Ctx, workers: usize) {
+        let waker = self.clone();
+        ctx.stop.on_stop(move || {
+            for _ in 0..workers {
+                waker.wake();
+            }
+        });
+    }
+
+    /// One `GetQueuedCompletionStatusEx`: the number of entries filled (0 on timeout).
+    fn dequeue(&self, entries: &mut [OVERLAPPED_ENTRY; BATCH], timeout: u32) -> io::Result<usize> {
+        let mut n = 0u32;
+        // SAFETY: `entries` has BATCH writable entries; the port is open; not alertable.
+        let ok = unsafe {
+            GetQueuedCompletionStatusEx(
+                self.0,
+                entries.as_mut_ptr(),
+                BATCH as u32,
+                &mut n,
+                timeout,
+                0,
+            )
+        };
+        if ok != 0 {
+            return Ok(n as usize);
+        }
+        // SAFETY: reads this thread's last error; no memory involved.
+        match unsafe { GetLastError() } {
+            WAIT_TIMEOUT => Ok(0),
+            code => Err(io::Error::from_raw_os_error(code as i32)),
+        }
+    }
+}
+
+/// Runs `work` on `--threads` scoped workers named `{name}-{i}` and joins them; one worker
+/// failing stops the others (through the stop packets) and its error is returned.
+fn run_workers(ctx: &Ctx, name: &str, work: impl Fn() -> io::Result<()> + Sync) -> io::Result<()> {
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..ctx.config.threads)
+            .map(|i| {
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn_scoped(s, &work)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut result = Ok(());
+        for w in workers {
+            let r = w
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("iocp worker panicked")));
+            if r.is_err() {
+                // One worker failing stops the others (their stop packets are posted).
+                ctx.stop.stop();
+                result = result.and(r);
+            }
+        }
+        result
+    })
+}
+
+/// One worker: dequeue a batch (waiting `timeout()` ms), hand every operation's completion to
+/// `completed`, then call `after_batch`, until a stop packet. The whole batch is handled even
+/// when one completion fails (each entry is an operation only this worker got back); the
+/// first failure is returned after it.
+fn work_loop(
+    port: &Port,
+    ctx: &Ctx,
+    timeout: impl Fn() -> u32,
+    mut completed: impl FnMut(&OVERLAPPED_ENTRY) -> io::Result<()>,
+    mut after_batch: impl FnMut(),
+) -> io::Result<()> {
+    // SAFETY: OVERLAPPED_ENTRY is plain data; all zeros is a valid value to be overwritten.
+    let mut entries: [OVERLAPPED_ENTRY; BATCH] = unsafe { mem::zeroed() };
+    loop {
+        let n = port.dequeue(&mut entries, timeout())?;
+        let mut wakes = 0;
+        let mut result = Ok(());
+        for e in &entries[..n] {
+            if e.lpOverlapped.is_null() {
+                wakes += usize::from(e.lpCompletionKey == KEY_WAKE);
+                continue;
+            }
+            let r = completed(e);
+            result = result.and(r);
+        }
+        after_batch();
+        // One stop packet is posted per worker, but one batch may dequeue several: the
+        // ones this worker does not need go back for the others, still asleep.
+        for _ in 1..wakes {
+            port.wake();
+        }
+        result?;
+        if wakes > 0 || ctx.stop.is_stopped() {
+            return Ok(());
+        }
+    }
+}
+
+/// Stop, after every worker left and everything in flight was cancelled: dequeues each
+/// operation's completion into `each` until `settled(state)` (every operation back), for at
+/// most [`DRAIN_LIMIT`]. False if time ran out: what is still out then is the kernel's, and the
+/// caller must leak it, never free it.
+fn drain_port<S>(
+    port: &Port,
+    state: &mut S,
+    settled: impl Fn(&S) -> bool,
+    mut each: impl FnMut(&mut S, &OVERLAPPED_ENTRY),
+) -> bool {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    // SAFETY: OVERLAPPED_ENTRY is plain data; all zeros is a valid value to be overwritten.
+    let mut entries: [OVERLAPPED_ENTRY; BATCH] = unsafe { mem::zeroed() };
+    while !settled(state) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = match port.dequeue(&mut entries, left.as_millis() as u32) {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!("iocp: dequeue failed while stopping: {e}");
+                0
+            }
+        };
+        if n == 0 && Instant::now() >= deadline {
+            log::warn!(
+                "iocp: operations still in flight {DRAIN_LIMIT:?} after cancel; leaking them"
+            );
+            return false;
+        }
+        for e in &entries[..n] {
+            if !e.lpOverlapped.is_null() {
+                each(state, e); // a null one is a stop packet no worker took
+            }
+        }
+    }
+    true
 }
 
 /// The extension functions, loaded once per process.
@@ -249,15 +390,15 @@ fn wsa_error() -> io::Error {
 }
 
 /// A dequeued operation's result: `bytes`, or the Winsock error its status stands for.
-fn result_of(op: &Op, socket: SOCKET, bytes: u32) -> io::Result<usize> {
+fn result_of(overlapped: &OVERLAPPED, socket: SOCKET, bytes: u32) -> io::Result<usize> {
     // Only the low 32 bits: an NTSTATUS (Wine 8 leaves the upper half undefined).
-    if op.overlapped.Internal as u32 == 0 {
+    if overlapped.Internal as u32 == 0 {
         return Ok(bytes as usize);
     }
     let (mut n, mut flags) = (0u32, 0u32);
     // SAFETY: the operation completed (it was dequeued), so its OVERLAPPED is final and ours;
     // fWait is false, nothing is waited for.
-    let ok = unsafe { WSAGetOverlappedResult(socket, &op.overlapped, &mut n, 0, &mut flags) };
+    let ok = unsafe { WSAGetOverlappedResult(socket, overlapped, &mut n, 0, &mut flags) };
     if ok != 0 {
         Ok(n as usize)
     } else {
@@ -311,12 +452,7 @@ pub(crate) fn run(incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
     ctx.shared.setting("accepts_ahead", ACCEPTS_AHEAD);
     ctx.shared.setting("batch", BATCH);
     ctx.shared.setting("skip_on_success", skip);
-    let waker = port.clone();
-    ctx.stop.on_stop(move || {
-        for _ in 0..threads {
-            waker.wake();
-        }
-    });
+    port.wake_on_stop(ctx, threads);
     let server = Iocp {
         ctx,
         port,
@@ -335,27 +471,7 @@ pub(crate) fn run(incoming: Vec<Incoming>, ctx: &Ctx) -> io::Result<()> {
     server.post_owed(&mut server.lock());
     // Posted before ready: once the server says it accepts, its accepts are in the kernel.
     ctx.ready();
-    let result = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|i| {
-                std::thread::Builder::new()
-                    .name(format!("iocp-{i}"))
-                    .spawn_scoped(s, || server.work())
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        let mut result = Ok(());
-        for w in workers {
-            let r = w
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("iocp worker panicked")));
-            if r.is_err() {
-                // One worker failing stops the others (their stop packets are posted).
-                ctx.stop.stop();
-                result = result.and(r);
-            }
-        }
-        result
-    });
+    let result = run_workers(ctx, "iocp", || server.work());
     // Whatever ended the workers, nothing is freed while the kernel may still use it.
     server.drain();
     result
@@ -368,32 +484,20 @@ impl Iocp<'_> {
 
     /// One worker: dequeue a batch, handle each completion, until a stop packet.
     fn work(&self) -> io::Result<()> {
-        // SAFETY: OVERLAPPED_ENTRY is plain data; all zeros is a valid value to be overwritten.
-        let mut entries: [OVERLAPPED_ENTRY; BATCH] = unsafe { mem::zeroed() };
-        loop {
-            let n = self.dequeue(&mut entries, self.timeout())?;
-            let mut wakes = 0;
-            for e in &entries[..n] {
-                if e.lpOverlapped.is_null() {
-                    wakes += usize::from(e.lpCompletionKey == KEY_WAKE);
-                    continue;
-                }
+        work_loop(
+            &self.port,
+            self.ctx,
+            || self.timeout(),
+            |e| {
                 // SAFETY: every non-null OVERLAPPED on this port is the first field of an
                 // `Op` this server handed over with Box::into_raw, and its completion (this
                 // entry) is how it comes back, once.
                 let op = unsafe { Box::from_raw(e.lpOverlapped.cast::<Op>()) };
                 self.completed(op, e.dwNumberOfBytesTransferred);
-            }
-            self.resume_accepts();
-            // One stop packet is posted per worker, but one batch may dequeue several: the
-            // ones this worker does not need go back for the others, still asleep.
-            for _ in 1..wakes {
-                self.port.wake();
-            }
-            if wakes > 0 || self.ctx.stop.is_stopped() {
-                return Ok(());
-            }
-        }
+                Ok(())
+            },
+            || self.resume_accepts(),
+        )
     }
 
     /// How long a worker may wait: zero when busy-polling, until the accept pause ends when
@@ -413,37 +517,13 @@ impl Iocp<'_> {
         }
     }
 
-    /// One `GetQueuedCompletionStatusEx`: the number of entries filled (0 on timeout).
-    fn dequeue(&self, entries: &mut [OVERLAPPED_ENTRY; BATCH], timeout: u32) -> io::Result<usize> {
-        let mut n = 0u32;
-        // SAFETY: `entries` has BATCH writable entries; the port is open; not alertable.
-        let ok = unsafe {
-            GetQueuedCompletionStatusEx(
-                self.port.0,
-                entries.as_mut_ptr(),
-                BATCH as u32,
-                &mut n,
-                timeout,
-                0,
-            )
-        };
-        if ok != 0 {
-            return Ok(n as usize);
-        }
-        // SAFETY: reads this thread's last error; no memory involved.
-        match unsafe { GetLastError() } {
-            WAIT_TIMEOUT => Ok(0),
-            code => Err(io::Error::from_raw_os_error(code as i32)),
-        }
-    }
-
     /// A dequeued operation, while serving.
     fn completed(&self, op: Box<Op>, bytes: u32) {
         match op.what {
             What::Conn {
                 key, kind, socket, ..
             } => {
-                let result = result_of(&op, socket, bytes);
+                let result = result_of(&op.overlapped, socket, bytes);
                 drop(op);
                 self.advance(key, kind, result);
             }
@@ -575,7 +655,7 @@ impl Iocp<'_> {
             unreachable!("called for accepts only")
         };
         let listen_sock = self.listeners[listener].as_raw_socket() as SOCKET;
-        let result = result_of(&op, listen_sock, bytes);
+        let result = result_of(&op.overlapped, listen_sock, bytes);
         let Op {
             what: What::Accept { socket, addrs, .. },
             ..
@@ -747,8 +827,7 @@ impl Iocp<'_> {
             let conns = mem::replace(&mut state.conns, Conns::new(0));
             (conns.stop(), state.accepts_in_kernel)
         };
-        let mut draining: Draining<Socket> = draining;
-        let mut accepts = accepts;
+        let draining: Draining<Socket> = draining;
         let cancel: Vec<SOCKET> = draining
             .in_flight()
             .filter_map(|(key, _)| draining.fd(key).map(|s| s.as_raw_socket() as SOCKET))
@@ -761,43 +840,32 @@ impl Iocp<'_> {
             // (ERROR_NOT_FOUND: it already completed) leaves its packet queued, dequeued below.
             unsafe { CancelIoEx(socket as HANDLE, ptr::null()) };
         }
-        let deadline = Instant::now() + DRAIN_LIMIT;
-        // SAFETY: OVERLAPPED_ENTRY is plain data; all zeros is a valid value to be overwritten.
-        let mut entries: [OVERLAPPED_ENTRY; BATCH] = unsafe { mem::zeroed() };
-        while !(draining.is_drained() && accepts == 0) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let n = match self.dequeue(&mut entries, left.as_millis() as u32) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::warn!("iocp: dequeue failed while stopping: {e}");
-                    0
-                }
-            };
-            if n == 0 && Instant::now() >= deadline {
-                // Never free an OVERLAPPED the kernel may still own: leak what is left.
-                log::warn!(
-                    "iocp: operations still in flight {DRAIN_LIMIT:?} after cancel; leaking them"
-                );
-                mem::forget(draining);
-                return;
-            }
-            for e in &entries[..n] {
-                if e.lpOverlapped.is_null() {
-                    continue; // a stop packet no worker took
-                }
+        let mut out = (draining, accepts);
+        let drained = drain_port(
+            &self.port,
+            &mut out,
+            |(draining, accepts)| draining.is_drained() && *accepts == 0,
+            |(draining, accepts), e| {
                 // SAFETY: as in `work`: an `Op` of ours, given back once by its completion.
                 let op = unsafe { Box::from_raw(e.lpOverlapped.cast::<Op>()) };
                 match op.what {
                     What::Conn {
                         key, kind, socket, ..
                     } => {
-                        let result = result_of(&op, socket, e.dwNumberOfBytesTransferred);
+                        let result =
+                            result_of(&op.overlapped, socket, e.dwNumberOfBytesTransferred);
                         drop(op);
                         draining.complete(key, kind, result, &self.counters);
                     }
-                    What::Accept { .. } => accepts -= 1, // dropping the op closes its socket
+                    What::Accept { .. } => *accepts -= 1, // dropping the op closes its socket
                 }
-            }
+            },
+        );
+        let (draining, _) = out;
+        if !drained {
+            // Never free an OVERLAPPED the kernel may still own: leak what is left.
+            mem::forget(draining);
+            return;
         }
         match draining.finish() {
             Ok(drained) => drained.close(&self.counters, &self.ctx.shared),
