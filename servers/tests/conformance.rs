@@ -116,12 +116,12 @@ const WINE_KNOWN_UDP: &[(&[Model], &str, &str, &str)] = &[(
         Model::Tokio,
         Model::TokioMt,
     ],
-    "*",
+    "t2-handoff",
     "udp_100_sockets",
-    "not investigated: under Wine one socket of 100 sometimes gets no echo in 5 s (10060) or a \
-     datagram larger than any sent to it (10040, WSAEMSGSIZE), in a different model and variant \
-     each run (t2-handoff most often); blocking passes, and udp-check.py's 100-socket check \
-     passes for every model under Wine",
+    "Wine 8 fails a nonblocking sendto with WSAEWOULDBLOCK while another thread sends on the same \
+     socket (scripts/wine/udp-shared-send.c: 4-17 of 100 echoes dropped with two threads, none \
+     with one), so two loops sharing one socket count those echoes as send drops and their \
+     senders wait in vain; one loop, `blocking` (blocking sends) and `iocp` (overlapped) pass",
 )];
 
 fn under_wine() -> bool {
