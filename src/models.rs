@@ -56,6 +56,12 @@ pub fn run(args: &ModelsArgs) -> CliResult {
                 no_udp
             ));
         }
+        out.push_str(
+            "\nHERE       whether it runs on this machine (if not, the reason in brackets)\n\
+             BUSY-POLL  whether `serve --busy-poll` takes it: its waits can use a zero timeout\n\
+             PROTO      what `serve --proto` takes (udp: datagram echo; if not, why in brackets)\n\
+             `iomodels models --names [--proto udp]` lists only the names that run here.\n",
+        );
     }
     // A closed stdout (`| head`) is not an error.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());

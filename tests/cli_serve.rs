@@ -143,6 +143,13 @@ fn models_names_lists_exactly_the_available_models() {
             "{m} missing from the table"
         );
     }
+    // Every column is explained under the table.
+    for column in ["HERE ", "BUSY-POLL ", "PROTO "] {
+        assert!(
+            table.lines().skip(1).any(|l| l.starts_with(column)),
+            "{column} not explained: {table}"
+        );
+    }
 }
 
 #[test]
