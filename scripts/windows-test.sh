@@ -56,7 +56,6 @@ skips=(
   "engine|fixed_delay_closed_loop_latency_sits_at_the_delay|under Wine the p90 of a 2 ms fixed-delay server reads ~16 ms (not investigated: Wine's timer or wineserver round trips)"
   "engine|reset_is_counted_and_the_run_ends_at_its_deadline|under Wine a peer's reset reaches the generator as an error it counts as 'other', not 'reset' (not investigated)"
   "engine|busy_poll_keeps_the_rules_of_the_sleeping_generator|the same reset classification as above"
-  "cli_sweep|bad_inputs_exit_2_with_one_line_before_measuring|on Windows 'sweep idle --idle-steps 0,100000000' is not refused: the descriptor check reads RLIMIT_NOFILE, Unix only (a Windows gap, not Wine's); it would try to open the connections"
   "bins|udp_takes_the_first_address_that_does_not_refuse|Wine does not report an ICMP port unreachable on a UDP socket as WSAECONNRESET (Windows does, SIO_UDP_CONNRESET on by default), so a port with nothing bound is not told apart from a live one"
   "cli_sweep|an_idle_sweep_records_steps_past_select_fd_setsize_as_skipped|its 1,100 idle connections per step take longer than the test allows under Wine (not investigated)"
 )

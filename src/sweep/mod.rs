@@ -99,6 +99,8 @@ struct Setup {
     client_cpus: Option<Vec<usize>>,
     /// The open-file limit after raising it: (soft, hard).
     limit: Option<(u64, u64)>,
+    /// The client ports one address can connect from.
+    ports: Option<crate::limits::Ports>,
     warnings: Vec<String>,
 }
 
@@ -154,14 +156,13 @@ fn validate(a: &SweepArgs) -> anyhow::Result<Setup> {
     // explicitly that still do not fit are the user's to fix, default ones are skipped.
     crate::limits::raise_nofile();
     let limit = crate::limits::nofile();
+    let ports = crate::limits::ephemeral_ports();
     let explicit = a.idle_steps.is_some() || a.connection_steps.is_some();
     if explicit
-        && let Some(step) = steps
+        && let Some((step, why)) = steps
             .iter()
-            .find(|s| plan::over_limit(s, limit.map(|l| l.0), limit.map(|l| l.1)).is_some())
+            .find_map(|s| over_limits(s, limit, ports.as_ref()).map(|why| (s, why)))
     {
-        let why =
-            plan::over_limit(step, limit.map(|l| l.0), limit.map(|l| l.1)).unwrap_or_default();
         return Err(anyhow!("step {}: {why}, or give smaller steps", step.name));
     }
 
@@ -181,8 +182,20 @@ fn validate(a: &SweepArgs) -> anyhow::Result<Setup> {
         serve: ServeConfig::defaults(server_cpus),
         client_cpus,
         limit,
+        ports,
         warnings,
     })
+}
+
+/// Why `step` cannot run here: the open-file limit `limit` (soft, hard), then the client
+/// `ports`; `None` if it can.
+fn over_limits(
+    step: &Step,
+    limit: Option<(u64, u64)>,
+    ports: Option<&crate::limits::Ports>,
+) -> Option<String> {
+    plan::over_limit(step, limit.map(|l| l.0), limit.map(|l| l.1))
+        .or_else(|| plan::over_ports(step, ports))
 }
 
 /// Run the `sweep` command.
@@ -315,7 +328,6 @@ fn measure_all(
 ) -> std::io::Result<()> {
     let names: Vec<&str> = setup.models.iter().map(|m| m.name()).collect();
     let kind = setup.kind;
-    let (soft, hard) = (setup.limit.map(|l| l.0), setup.limit.map(|l| l.1));
     // Rate sweep: each model's closed-loop maximum, or why there is none.
     let mut max: Vec<(&str, Result<f64, String>)> = Vec::new();
     if kind == SweepKind::Rate {
@@ -326,7 +338,7 @@ fn measure_all(
             }
             let what = format!("{} {model}", step.name);
             let rec = planned(&step, kind);
-            if let Some(why) = plan::over_limit(&step, soft, hard) {
+            if let Some(why) = over_limits(&step, setup.limit, setup.ports.as_ref()) {
                 bar.finished(&what, &format!("skipped: {why}"));
                 max.push((model, Err(why.clone())));
                 out.record(
@@ -376,7 +388,7 @@ fn measure_all(
             let skip = rate
                 .err()
                 .or_else(|| m.and_then(|m| plan::over_model_limit(m, step)))
-                .or_else(|| plan::over_limit(step, soft, hard));
+                .or_else(|| over_limits(step, setup.limit, setup.ports.as_ref()));
             if let Some(why) = skip {
                 bar.finished(&what, &format!("skipped: {why}"));
                 rec.skipped = Some(why);

@@ -158,6 +158,19 @@ pub fn over_limit(step: &Step, limit: Option<u64>, hard: Option<u64>) -> Option<
     ))
 }
 
+/// Why `step` cannot run from one client address (every connection to the one server address
+/// needs a client port of its own), or `None` if it can or the ports are not known.
+pub fn over_ports(step: &Step, ports: Option<&crate::limits::Ports>) -> Option<String> {
+    let ports = ports?;
+    let need = step.connections + step.idle;
+    (need as u64 > ports.count).then(|| {
+        format!(
+            "needs {need} connections to one server address but there are {} client ports ({})",
+            ports.count, ports.source
+        )
+    })
+}
+
 /// Why `model` cannot serve `step` (its own ceiling on descriptor numbers: `select`'s
 /// `FD_SETSIZE`), or `None`.
 pub fn over_model_limit(model: servers::Model, step: &Step) -> Option<String> {
@@ -276,6 +289,18 @@ mod tests {
         assert!(over_limit(s, None, None).is_none());
         let why = over_limit(s, Some(4096), Some(4096)).unwrap();
         assert!(why.contains("4096") && why.contains("hard limit"), "{why}");
+        let ports = crate::limits::Ports {
+            count: 28_232,
+            source: "net.ipv4.ip_local_port_range is 32768-60999".into(),
+        };
+        assert!(over_ports(s, Some(&ports)).is_none());
+        assert!(over_ports(s, None).is_none());
+        let huge = &idle_steps(&[30_000]).unwrap()[0];
+        let why = over_ports(huge, Some(&ports)).unwrap();
+        assert!(
+            why.contains("30050 connections") && why.contains("28232 client ports"),
+            "{why}"
+        );
         let small = &idle_steps(&[100]).unwrap()[0];
         assert!(over_model_limit(servers::Model::Epoll, s).is_none());
         #[cfg(unix)]
