@@ -79,6 +79,64 @@ pub fn render(runs: &[LoadedRun], opts: &TableOptions) -> anyhow::Result<String>
     })
 }
 
+/// Notes for runs whose set-up differs in what moves the figures besides the model: the
+/// machine (OS, kernel, CPU, cores), the pinning of servers and generator, the measured and
+/// warm-up seconds. One note per difference, naming each run's value; none for one run.
+fn setup_differences(runs: &[LoadedRun]) -> Vec<String> {
+    fn cpus(c: &Option<Vec<usize>>) -> String {
+        match c {
+            Some(c) => format!("CPUs {c:?}"),
+            None => "unpinned".to_owned(),
+        }
+    }
+    let aspects: [(&str, &str, fn(&LoadedRun) -> String); 4] = [
+        (
+            "machine",
+            "their figures compare machines as much as models",
+            |r| {
+                let h = &r.summary.host;
+                format!("{} {} {}, {} cores", h.os, h.kernel, h.cpu, h.cores)
+            },
+        ),
+        (
+            "server pinning",
+            "a pinned server does not share its CPU with the generator",
+            |r| cpus(&r.summary.server_cpus),
+        ),
+        (
+            "generator pinning",
+            "a pinned generator does not share its CPU with the server",
+            |r| cpus(&r.summary.client_cpus),
+        ),
+        (
+            "timing",
+            "longer windows smooth the tails differently",
+            |r| {
+                format!(
+                    "{} s measured after {} s warm-up",
+                    r.summary.duration_s, r.summary.warmup_s
+                )
+            },
+        ),
+    ];
+    let mut notes = Vec::new();
+    for (what, why, value) in aspects {
+        let values: Vec<String> = runs.iter().map(value).collect();
+        if values.iter().any(|v| v != &values[0]) {
+            let each: Vec<String> = runs
+                .iter()
+                .zip(&values)
+                .map(|(r, v)| format!("{}: {v}", r.label))
+                .collect();
+            notes.push(format!(
+                "these runs differ in {what} ({}): {why}",
+                each.join("; ")
+            ));
+        }
+    }
+    notes
+}
+
 /// A figure a column shows, with its direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fig {
@@ -288,7 +346,7 @@ fn text(runs: &[LoadedRun], baseline: Option<&str>, markdown: bool, styled: bool
     }
     let several = runs.len() > 1;
     let mut any_spread = false;
-    let mut notes = Vec::new();
+    let mut notes = setup_differences(runs);
     for (name, spec) in points(runs) {
         let lines = lines(runs, name, baseline);
         if lines.is_empty() {
@@ -923,6 +981,39 @@ mod tests {
         text.lines()
             .find(|l| l.contains(&format!(" {model} ")))
             .unwrap_or_else(|| panic!("no row for {model} in\n{text}"))
+    }
+
+    /// Two runs that differ in pinning and kernel get one note per difference, naming each
+    /// run's value; identical set-ups get none.
+    #[test]
+    fn runs_set_up_differently_are_said_to_differ() {
+        let same = [one().remove(0), {
+            let mut b = one().remove(0);
+            b.label = "b".into();
+            b
+        }];
+        let text = render(&same, &opts(Format::Table, None)).unwrap();
+        assert!(!text.contains("these runs differ"), "{text}");
+        let mut b = one().remove(0);
+        b.label = "b".into();
+        b.summary.server_cpus = None;
+        b.summary.host.kernel = "6.1.0".into();
+        let text = render(&[one().remove(0), b], &opts(Format::Markdown, None)).unwrap();
+        let notes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("these runs differ"))
+            .collect();
+        assert_eq!(notes.len(), 2, "{text}");
+        assert!(
+            notes[0].contains("machine") && notes[0].contains("b: ") && notes[0].contains("6.1.0"),
+            "{text}"
+        );
+        assert!(
+            notes[1].contains("server pinning")
+                && notes[1].contains("a: CPUs [0]")
+                && notes[1].contains("b: unpinned"),
+            "{text}"
+        );
     }
 
     #[test]
