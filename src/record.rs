@@ -243,6 +243,23 @@ pub struct PointSpec {
     pub rate_rps: Option<f64>,
 }
 
+impl PointSpec {
+    /// Open loop: at a share of the throughput rate, or at a fixed rate (`udp-open`).
+    pub fn is_open_loop(&self) -> bool {
+        self.rate_of_throughput.is_some() || self.rate_rps.is_some()
+    }
+
+    /// What one of its `connections` is: a TCP connection, or a connected UDP socket.
+    pub fn carrier(&self) -> &'static str {
+        match (self.proto, self.connections == 1) {
+            (loadgen::Proto::Udp, true) => "UDP socket",
+            (loadgen::Proto::Udp, false) => "UDP sockets",
+            (loadgen::Proto::Tcp, true) => "connection",
+            (loadgen::Proto::Tcp, false) => "connections",
+        }
+    }
+}
+
 /// One model × point, aggregated over the rounds that measured it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PointSummary {

@@ -45,6 +45,18 @@ fn bad_inputs_exit_2_with_one_line_before_measuring() {
         assert!(out.stdout.is_empty(), "{args:?} measured something");
     }
     let _ = std::fs::remove_file(file);
+    // `run --help` names every point there is (the refusal lists them from the plan itself).
+    let err = String::from_utf8(iomodels(&["run", "--points", "fast"]).stderr).unwrap();
+    let known = err
+        .trim()
+        .rsplit("choose among ")
+        .next()
+        .unwrap()
+        .to_owned();
+    let help = String::from_utf8(iomodels(&["run", "--help"]).stdout).unwrap();
+    for point in known.split(", ") {
+        assert!(help.contains(point), "run --help does not name {point}");
+    }
 }
 
 #[test]

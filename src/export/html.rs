@@ -332,24 +332,22 @@ fn key(out: &mut String, series: &[Series<'_>]) {
 }
 
 fn describe(spec: &PointSpec) -> String {
-    let mut d = format!(
-        "{} connection{} × {} B",
-        spec.connections,
-        if spec.connections == 1 { "" } else { "s" },
-        spec.size
-    );
+    let mut d = format!("{} {} × {} B", spec.connections, spec.carrier(), spec.size);
     if spec.depth > 1 {
         let _ = write!(d, ", {} in flight per connection", spec.depth);
     }
-    match spec.rate_of_throughput {
-        Some(f) => {
+    match (spec.rate_of_throughput, spec.rate_rps) {
+        (Some(f), _) => {
             let _ = write!(
                 d,
                 ", open loop at {} % of the model's throughput rate",
                 num(f * 100.0)
             );
         }
-        None => d.push_str(", closed loop"),
+        (None, Some(r)) => {
+            let _ = write!(d, ", open loop at {} per second for every model", num(r));
+        }
+        (None, None) => d.push_str(", closed loop"),
     }
     if spec.name == crate::wakeup::SPINNING {
         d.push_str(", busy-polling generator (no client wake-up in the round trip)");
@@ -369,7 +367,7 @@ fn point_section(out: &mut String, spec: &PointSpec, series: &[Series<'_>]) {
         esc(name),
         esc(&describe(spec))
     );
-    let open = if spec.rate_of_throughput.is_some() {
+    let open = if spec.is_open_loop() {
         " Open loop: latency counts from each request's intended send time."
     } else {
         ""
@@ -771,7 +769,10 @@ fn bar_chart(rows: &[BarRow], x_desc: &str) -> String {
 fn scaling_points<'a>(points: &[&'a PointSpec], series: &[Series<'_>]) -> Vec<&'a PointSpec> {
     let mut out: Vec<&PointSpec> = Vec::new();
     for p in points {
-        if p.rate_of_throughput.is_none()
+        // TCP closed loop only: an open loop's throughput is its rate, and a UDP socket is
+        // not a connection a server holds.
+        if !p.is_open_loop()
+            && p.proto == loadgen::Proto::Tcp
             && p.connections > 0
             && series.iter().any(|s| s.point(&p.name).is_some())
             && !out.iter().any(|q| q.connections == p.connections)
@@ -788,7 +789,7 @@ fn scaling_section(out: &mut String, points: &[&PointSpec], series: &[Series<'_>
     out.push_str("<h2 id=\"scaling\">Against connection count</h2>\n");
     if used.len() < 2 {
         out.push_str(
-            "<p class=\"what\">Fewer than two closed-loop points with different connection counts \
+            "<p class=\"what\">Fewer than two TCP closed-loop points with different connection counts \
              were measured: nothing to draw.</p>\n",
         );
         return;
@@ -799,7 +800,7 @@ fn scaling_section(out: &mut String, points: &[&PointSpec], series: &[Series<'_>
         .collect();
     let _ = writeln!(
         out,
-        "<p class=\"what\">Closed-loop points: {}.</p>\n<div class=\"figs\">",
+        "<p class=\"what\">TCP closed-loop points: {}.</p>\n<div class=\"figs\">",
         esc(&names.join(", "))
     );
     type Get = fn(&PointSummary) -> f64;
@@ -1666,6 +1667,49 @@ mod tests {
         let spectrum = svgs(&html)[0];
         // 2 + 3 series: the later run's lines are dashed (many short polylines).
         assert!(spectrum.matches("<polyline").count() >= 5);
+    }
+
+    /// `udp-open` is an open loop at a fixed rate over UDP sockets: described so, and kept off
+    /// the connection-count plots, which only TCP closed-loop points share an axis on.
+    #[test]
+    fn udp_points_are_described_as_what_they_are_and_not_drawn_against_connections() {
+        let spec = |name: &str, connections, proto, rate_rps| PointSpec {
+            name: name.into(),
+            connections,
+            size: 512,
+            depth: 1,
+            rate_of_throughput: None,
+            proto,
+            rate_rps,
+        };
+        let open = spec("udp-open", 50, loadgen::Proto::Udp, Some(20_000.0));
+        let d = describe(&open);
+        assert!(
+            d.contains("50 UDP sockets") && d.contains("open loop at 20000 per second"),
+            "{d}"
+        );
+        assert!(!d.contains("closed loop"), "{d}");
+        let lat = spec("udp-latency", 1, loadgen::Proto::Udp, None);
+        assert!(
+            describe(&lat).contains("1 UDP socket ×"),
+            "{}",
+            describe(&lat)
+        );
+        // The fixture's runs measured "latency", "throughput" and "heavy"; here "heavy" is
+        // declared a UDP open-loop point, which must not join the connection axis.
+        let tcp = [
+            spec("latency", 1, loadgen::Proto::Tcp, None),
+            spec("throughput", 50, loadgen::Proto::Tcp, None),
+        ];
+        let udp = spec("heavy", 500, loadgen::Proto::Udp, Some(20_000.0));
+        let all: Vec<&PointSpec> = vec![&tcp[0], &tcp[1], &udp];
+        let runs = [run("r1", &MODELS, None)];
+        let series = series(&runs);
+        let names: Vec<&str> = scaling_points(&all, &series)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["latency", "throughput"]);
     }
 
     #[test]

@@ -309,14 +309,16 @@ fn spec_title(name: &str, spec: Option<&PointSpec>) -> String {
         return name.to_owned();
     };
     let mut t = format!(
-        "{name}: {} connection{} × {} B, depth {}",
+        "{name}: {} {} × {} B, depth {}",
         s.connections,
-        if s.connections == 1 { "" } else { "s" },
+        s.carrier(),
         s.size,
         s.depth
     );
     if let Some(f) = s.rate_of_throughput {
         let _ = write!(t, ", open loop at {:.0}% of the throughput rate", f * 100.0);
+    } else if let Some(r) = s.rate_rps {
+        let _ = write!(t, ", open loop at {r:.0}/s");
     }
     if name == crate::wakeup::SPINNING {
         t.push_str(", busy-polling generator");

@@ -33,8 +33,8 @@ pub struct RunArgs {
     /// Models to measure, comma-separated, or `all` (every model available here).
     #[arg(long, value_delimiter = ',', default_value = "all")]
     models: Vec<String>,
-    /// Points to measure, comma-separated: latency, latency-spin, throughput, heavy, open
-    /// [default: all].
+    /// Points to measure, comma-separated: latency, latency-spin, throughput, heavy, open,
+    /// udp-latency, udp-open [default: all].
     #[arg(long, value_delimiter = ',')]
     points: Option<Vec<String>>,
     /// One short round (1 s per point after 250 ms warm-up) and the kernel-count pass: about 2 min for 10 models.
