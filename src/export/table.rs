@@ -22,7 +22,7 @@ use crate::record::{ModelSummary, Percentiles, PointSpec, PointSummary, Stat};
 use crate::wakeup::WakeUpCost;
 
 /// The schema of the JSON form; bump it when a key changes meaning.
-pub const COMPARE_SCHEMA: &str = "iomodels.compare/1";
+pub const COMPARE_SCHEMA: &str = "iomodels.compare/1.1";
 
 /// Output format of [`render`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -766,6 +766,9 @@ struct Row<'a> {
     latency_us: &'a Percentiles,
     server_cpu_us: Option<&'a Stat>,
     client_cpu_us: &'a Stat,
+    /// UDP points: lost / (received + lost) per round (1.1); absent for TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp_loss_ratio: Option<&'a Stat>,
     errors: u64,
     saturated_rounds: usize,
     interrupted: bool,
@@ -796,6 +799,7 @@ fn row<'a>(l: &Line<'a>, baseline: Option<&'a str>) -> Row<'a> {
         latency_us: &l.point.latency_us,
         server_cpu_us: l.point.server_cpu_us.as_ref(),
         client_cpu_us: &l.point.client_cpu_us,
+        udp_loss_ratio: l.point.udp_loss_ratio.as_ref(),
         errors: l.point.errors,
         saturated_rounds: l.point.saturated_rounds,
         interrupted: l.point.interrupted,
@@ -837,8 +841,9 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// The CSV's figure columns; each is followed by `_min` and `_max` columns.
-const CSV_STATS: [&str; 9] = [
+/// The CSV's figure columns; each is followed by `_min` and `_max` columns (empty where the
+/// point has no such figure: `udp_loss_ratio` for TCP).
+const CSV_STATS: [&str; 10] = [
     "throughput_rps",
     "p50_us",
     "p90_us",
@@ -848,9 +853,10 @@ const CSV_STATS: [&str; 9] = [
     "max_us",
     "server_cpu_us_per_request",
     "client_cpu_us_per_request",
+    "udp_loss_ratio",
 ];
 
-fn csv_stats(p: &PointSummary) -> [Option<&Stat>; 9] {
+fn csv_stats(p: &PointSummary) -> [Option<&Stat>; 10] {
     let l = &p.latency_us;
     [
         Some(&p.throughput_rps),
@@ -862,6 +868,7 @@ fn csv_stats(p: &PointSummary) -> [Option<&Stat>; 9] {
         Some(&l.max),
         p.server_cpu_us.as_ref(),
         Some(&p.client_cpu_us),
+        p.udp_loss_ratio.as_ref(),
     ]
 }
 
@@ -1047,8 +1054,26 @@ mod tests {
             t.contains("UDP loss 2.000% (median of 2 rounds, 1.000–3.000%)"),
             "{t}"
         );
+        // The machine-readable forms carry it too, and a TCP point has none.
+        let j: serde_json::Value =
+            serde_json::from_str(&render(&runs, &opts(Format::Json, None)).unwrap()).unwrap();
+        assert_eq!(j["rows"][0]["udp_loss_ratio"]["value"], 0.02, "{j}");
+        let csv = render(&runs, &opts(Format::Csv, None)).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == "udp_loss_ratio").unwrap();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(
+            (row[at], row[at + 1], row[at + 2]),
+            ("0.02", "0.01", "0.03")
+        );
         let t = render(&one(), &opts(Format::Table, None)).unwrap();
         assert!(!t.contains("UDP loss"), "{t}");
+        let j: serde_json::Value =
+            serde_json::from_str(&render(&one(), &opts(Format::Json, None)).unwrap()).unwrap();
+        assert!(j["rows"][0].get("udp_loss_ratio").is_none(), "{j}");
+        let csv = render(&one(), &opts(Format::Csv, None)).unwrap();
+        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+        assert_eq!(row[at], "");
     }
 
     #[test]
