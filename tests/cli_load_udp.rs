@@ -151,3 +151,51 @@ fn a_silent_server_exits_1_on_time_and_nothing_listening_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("refused the UDP probe"), "{err}");
 }
+
+/// A server that dies mid-run: its refusals are counted, the figures of what it answered are
+/// printed and written, and the run exits 1 (the exit-code contract: the server died), naming
+/// when it stopped answering instead of blaming the generator. Before, it exited 0 and said the
+/// generator could not send more.
+#[test]
+fn a_server_that_dies_mid_run_exits_1_with_what_it_answered() {
+    let srv = UdpServer::start(UdpBehavior::Echo);
+    let json = scratch("died").join("r.json");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_iomodels"))
+        .args(["load", &srv.addr.to_string(), "--proto", "udp", "-c", "4"])
+        .args([
+            "-R",
+            "2000",
+            "-t",
+            "3s",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "300ms",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the start-up probe and into the window, then the server goes (its port then
+    // answers with ICMP port unreachable: refused).
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(srv);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{err}");
+    assert!(
+        err.contains("stopped answering") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        !stdout.contains("the most this generator could send"),
+        "{stdout}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["errors"]["refused"].as_u64().unwrap() > 0, "{r}");
+}

@@ -194,7 +194,37 @@ pub fn run(args: LoadArgs) -> CliResult {
             report.errors.total
         )));
     }
+    if let Some(silent) = stopped_answering(report) {
+        return Err(CliError::runtime(anyhow!(
+            "{} stopped answering {:.1} s into the measured window: nothing completed in its last \
+             {:.1} s, and it refused or reset {} times (the figures above, and any --json, cover \
+             what it answered)",
+            report.workload.addr,
+            report.duration_s - silent.as_secs_f64(),
+            silent.as_secs_f64(),
+            report.errors.refused + report.errors.reset
+        )));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long the end of the measured window went without a completion, if the server stopped
+/// answering: at least [`SILENT_END`] with nothing completed, and refusals or resets counted (a
+/// server that died; a slow one still completes, and a silent one is `requests == 0` above).
+/// Per the exit-code contract that is a failure at run time (exit 1), with the figures kept.
+fn stopped_answering(report: &loadgen::Report) -> Option<Duration> {
+    const SILENT_END: Duration = Duration::from_secs(1);
+    if report.errors.refused + report.errors.reset == 0 {
+        return None;
+    }
+    let silent: Duration = report
+        .intervals
+        .iter()
+        .rev()
+        .take_while(|i| i.corrected.is_empty())
+        .map(|i| i.length)
+        .sum();
+    (silent >= SILENT_END).then_some(silent)
 }
 
 #[cfg(test)]

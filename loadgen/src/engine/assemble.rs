@@ -157,6 +157,7 @@ pub(super) fn assemble(
             connections: o.connections,
             depth: o.depth,
             datagrams: udp.is_some(),
+            refused_or_reset: errors.refused + errors.reset,
         });
         saturated = !why.is_empty();
         warnings.extend(why);

@@ -27,6 +27,10 @@ pub(super) struct Facts {
     pub(super) unsent: u64,
     pub(super) connections: usize,
     pub(super) depth: usize,
+    /// Connects refused, connections reset and UDP sends refused in the window (`Errors`'
+    /// `refused + reset`): a server that stopped answering, whose requests then go unsent for
+    /// a reason that is not the generator's.
+    pub(super) refused_or_reset: u64,
     /// A UDP run: `achieved_rps` is datagrams sent per second, and no send waits for an echo
     /// (depth does not bound an open loop), so what was never sent is the generator's own limit.
     pub(super) datagrams: bool,
@@ -55,7 +59,15 @@ pub(super) fn saturation(f: &Facts) -> Vec<String> {
                 f.achieved_rps, f.target_rps
             ),
         };
-        if f.unsent > 0 && f.datagrams {
+        if f.unsent > 0 && f.refused_or_reset > 0 {
+            line.push_str(&format!(
+                "; {} {} due in the window were never sent while the server refused or reset \
+                 {} times (see errors): it stopped answering, the generator did not run out",
+                f.unsent,
+                if f.datagrams { "datagrams" } else { "requests" },
+                f.refused_or_reset
+            ));
+        } else if f.unsent > 0 && f.datagrams {
             line.push_str(&format!(
                 "; {} datagrams due in the window were never sent: this is the most this \
                  generator could send through {} sockets (an open loop's UDP sends wait for no \
@@ -79,7 +91,7 @@ pub(super) fn saturation(f: &Facts) -> Vec<String> {
     if let Some(p99) = f.gen_lag_p99_ns
         && p99 > limit_ns
     {
-        why.push(format!(
+        let mut line = format!(
             "saturated: the generator sent late: its p99 send lag is {:.1} µs (limit {:.1} µs, \
              the largest of 25 µs, 10% of the {:.1} µs gap between sends and 5% of the \
              corrected p99 {:.1} µs); that lateness is in every corrected latency, charged to \
@@ -88,7 +100,14 @@ pub(super) fn saturation(f: &Facts) -> Vec<String> {
             limit_ns / 1e3,
             gap_ns / 1e3,
             f.corrected_p99_ns / 1e3
-        ));
+        );
+        if f.refused_or_reset > 0 {
+            line.push_str(
+                " (with the server refusing or resetting, much of it is connections and \
+                 sockets resting after those errors, not the generator's speed)",
+            );
+        }
+        why.push(line);
     }
     // Rule 3: more than 1 % of the requests sent waited for a free connection.
     if f.sent > 0 && f.queued * 100 > f.sent {
@@ -123,6 +142,7 @@ mod tests {
             connections: 10,
             depth: 1,
             datagrams: false,
+            refused_or_reset: 0,
         }
     }
 
@@ -183,6 +203,22 @@ mod tests {
                 && w.contains("282000 datagrams due in the window were never sent")
                 && w.contains("through 10 sockets")
                 && !w.contains("depth 1"),
+            "{w}"
+        );
+        // A server that stopped answering is named as the reason, not the generator.
+        let w = one(Facts {
+            target_rps: 2000.0,
+            achieved_rps: 900.0,
+            gen_lag_p99_ns: None,
+            unsent: 3000,
+            datagrams: true,
+            refused_or_reset: 2973,
+            ..on_time()
+        });
+        assert!(
+            w.contains("refused or reset 2973 times")
+                && w.contains("stopped answering")
+                && !w.contains("the most this generator could send"),
             "{w}"
         );
         // A stopped run's rate is not judged.
