@@ -8,7 +8,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 2m)"))
 }
 
-/// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB` (binary multiples).
+/// Parses `16384`, `16k`, `16KiB`, `1m`, `1MiB`, `1g`, `1GiB` (binary multiples).
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -20,7 +20,8 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use k or m)")),
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use k, m or g)")),
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))

@@ -29,14 +29,15 @@ mod linux;
 #[cfg(target_os = "linux")]
 #[allow(unused_imports)] // io_uring's receive parses its own control messages with it
 pub(crate) use linux::{
-    COUNTS_DROPS, DROPS_SOURCE, control_drops, drop_reader, enable_drop_count, recv, send_to,
+    COUNTS_DROPS, DROPS_SOURCE, GRANT_SHARE, control_drops, drop_reader, enable_drop_count, recv,
+    send_to,
 };
 
 #[cfg(not(target_os = "linux"))]
 mod portable;
 #[cfg(not(target_os = "linux"))]
 pub(crate) use portable::{
-    COUNTS_DROPS, DROPS_SOURCE, drop_reader, enable_drop_count, recv, send_to,
+    COUNTS_DROPS, DROPS_SOURCE, GRANT_SHARE, drop_reader, enable_drop_count, recv, send_to,
 };
 
 /// Bytes of the receive buffer: at least the largest UDP payload over IPv4 (65,507 B) or IPv6
@@ -226,8 +227,9 @@ pub(crate) fn echo_one(
 }
 
 /// Sets `--rcvbuf`/`--sndbuf` on `socket` and returns what the kernel granted, as
-/// `(rcvbuf, sndbuf)` in bytes (Linux reports twice what was asked, its bookkeeping share
-/// included; a value above `rmem_max`/`wmem_max` is capped silently).
+/// `(rcvbuf, sndbuf)` in bytes as the OS reads them back (Linux: twice the granted request,
+/// its bookkeeping share included). A request the kernel cut (Linux caps it at
+/// `net.core.rmem_max`/`wmem_max` first, silently) is logged as a warning naming the limit.
 pub(crate) fn set_buffers(
     socket: &socket2::Socket,
     rcvbuf: Option<usize>,
@@ -239,7 +241,34 @@ pub(crate) fn set_buffers(
     if let Some(size) = sndbuf {
         socket.set_send_buffer_size(size)?;
     }
-    Ok((socket.recv_buffer_size()?, socket.send_buffer_size()?))
+    let granted = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    // Once per process, not once per socket of a `--threads` group.
+    static WARNED: [std::sync::atomic::AtomicBool; 2] = [
+        std::sync::atomic::AtomicBool::new(false),
+        std::sync::atomic::AtomicBool::new(false),
+    ];
+    for (i, flag, asked, got, limit) in [
+        (0, "--rcvbuf", rcvbuf, granted.0, "net.core.rmem_max"),
+        (1, "--sndbuf", sndbuf, granted.1, "net.core.wmem_max"),
+    ] {
+        if let Some(cut) = cut_request(asked, got)
+            && !WARNED[i].swap(true, Relaxed)
+        {
+            log::warn!(
+                "{flag} {}: the kernel granted {cut} B (on Linux the cap is {limit}; raise it \
+                 with sysctl to get more)",
+                asked.unwrap_or_default()
+            );
+        }
+    }
+    Ok(granted)
+}
+
+/// What the kernel granted of a buffer request `asked`, read back as `read_back`, when that is
+/// less than asked (`None`: not asked, or granted whole).
+fn cut_request(asked: Option<usize>, read_back: usize) -> Option<usize> {
+    let granted = read_back / GRANT_SHARE;
+    asked.filter(|&a| granted < a).map(|_| granted)
 }
 
 #[cfg(test)]
@@ -334,6 +363,16 @@ mod tests {
             5,
             "the drop count the receive reported"
         );
+    }
+
+    #[test]
+    fn a_buffer_request_the_kernel_cut_is_told_apart_from_one_granted_whole() {
+        assert_eq!(cut_request(None, 1 << 20), None);
+        // Linux reads back twice what it granted.
+        let whole = 4096 * GRANT_SHARE;
+        assert_eq!(cut_request(Some(4096), whole), None);
+        let capped = (4 << 20) * GRANT_SHARE;
+        assert_eq!(cut_request(Some(16 << 20), capped), Some(4 << 20));
     }
 
     #[test]

@@ -14,6 +14,9 @@ use super::{DropReader, Received};
 
 /// The kernel's drops are counted here.
 pub(crate) const COUNTS_DROPS: bool = true;
+/// Linux grants twice the buffer size asked (its bookkeeping share included), so half of what
+/// `SO_RCVBUF`/`SO_SNDBUF` read back is what was granted of the request (socket(7)).
+pub(crate) const GRANT_SHARE: usize = 2;
 /// How they are counted, for the stats' settings.
 pub(crate) const DROPS_SOURCE: &str = "SO_RXQ_OVFL, and /proc/net/udp drops when stats are read";
 

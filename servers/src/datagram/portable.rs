@@ -19,6 +19,8 @@ const DONTWAIT: std::ffi::c_int = 0;
 
 /// The kernel's drops are not counted here.
 pub(crate) const COUNTS_DROPS: bool = false;
+/// What `SO_RCVBUF`/`SO_SNDBUF` read back is what was granted.
+pub(crate) const GRANT_SHARE: usize = 1;
 /// Said in the stats' settings.
 pub(crate) const DROPS_SOURCE: &str = "none (SO_RXQ_OVFL is Linux only)";
 
