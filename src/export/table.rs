@@ -89,7 +89,9 @@ fn setup_differences(runs: &[LoadedRun]) -> Vec<String> {
             None => "unpinned".to_owned(),
         }
     }
-    let aspects: [(&str, &str, fn(&LoadedRun) -> String); 4] = [
+    /// What differs, why it matters, and each run's value of it.
+    type Aspect = (&'static str, &'static str, fn(&LoadedRun) -> String);
+    let aspects: [Aspect; 4] = [
         (
             "machine",
             "their figures compare machines as much as models",
