@@ -79,10 +79,13 @@ mod uring {
         }
     }
     pub(crate) mod udp {
-        pub(crate) use super::availability as oneshot_availability;
-        pub(crate) use super::availability as multishot_availability;
+        // The models themselves are unavailable here, with their reason; UDP adds none.
+        pub(crate) fn oneshot_availability() -> Result<(), String> {
+            Ok(())
+        }
         pub(crate) use super::run_udp as run_oneshot;
         pub(crate) use super::run_udp as run_multishot;
+        pub(crate) use oneshot_availability as multishot_availability;
     }
 }
 
@@ -273,7 +276,9 @@ enum Udp {
     /// `--threads` loops, one thread and one socket each.
     PerSocket(UdpLoopFn),
     /// As [`Udp::PerSocket`], where `probe` says the kernel has what the loop needs (the model
-    /// may run TCP on a kernel that lacks it); refused with the probe's reason otherwise.
+    /// may run TCP on a kernel that lacks it); refused with the probe's reason otherwise. The
+    /// probe answers for a model that runs here: where the model itself is unavailable it says
+    /// `Ok`, and the model's own refusal gives the reason, once.
     Probed {
         probe: fn() -> Result<(), String>,
         run: UdpLoopFn,

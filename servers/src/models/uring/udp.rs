@@ -80,10 +80,13 @@ pub(super) fn simulated(name: &str) -> bool {
     SIMULATED.contains(&name)
 }
 
-/// Whether `uring` serves UDP here: its TCP probe passed (checked by the caller) and the kernel
-/// has `IORING_OP_RECVMSG` and `IORING_OP_SENDMSG`; if not, which one it lacks. Probed once
-/// per process.
+/// Whether `uring` serves UDP here, where it runs: the kernel has `IORING_OP_RECVMSG` and
+/// `IORING_OP_SENDMSG`; if not, which one it lacks. `Ok` where `uring` itself is unavailable
+/// (its own reason is the one given). Probed once per process.
 pub(crate) fn oneshot_availability() -> Result<(), String> {
+    if super::availability().is_err() {
+        return Ok(()); // the model is unavailable, and says why itself
+    }
     static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
     PROBED.get_or_init(probe_opcodes).clone()
 }
@@ -91,6 +94,9 @@ pub(crate) fn oneshot_availability() -> Result<(), String> {
 /// Whether `uring-multishot` serves UDP here: [`oneshot_availability`], and a multishot
 /// `IORING_OP_RECVMSG` the kernel accepts (Linux 6.0). Probed once per process.
 pub(crate) fn multishot_availability() -> Result<(), String> {
+    if super::multishot::availability().is_err() {
+        return Ok(()); // the model is unavailable, and says why itself
+    }
     oneshot_availability()?;
     static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
     PROBED
