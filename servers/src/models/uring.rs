@@ -118,12 +118,20 @@ fn probe() -> Result<(), String> {
     if let Some(simulated) = simulated_refusal() {
         return simulated;
     }
+    probed_ring(OPCODES).map(drop)
+}
+
+/// A small ring on which every opcode of `needed` is supported (`IORING_REGISTER_PROBE`), for
+/// the probes that go on to try more on it; else why not (setup refused, or the first opcode
+/// missing, by name). Every availability probe of the io_uring models starts here.
+fn probed_ring(needed: &[(u8, &str)]) -> Result<IoUring, String> {
     let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
     let mut probe = Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| format!("io_uring: IORING_REGISTER_PROBE failed: {e}"))?;
-    missing_opcode(|op| probe.is_supported(op))
+    missing_of(needed, |op| probe.is_supported(op))?;
+    Ok(ring)
 }
 
 /// Why `io_uring_setup` failed, in words a user can act on.

@@ -34,11 +34,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, OnceLock};
 
-use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 
 use super::bufring::BufRing;
-use super::{ACCEPT, CANCEL, EventFd, PAUSE, WAKE, missing_opcode, setup_refused, tag, untag};
+use super::{ACCEPT, CANCEL, EventFd, PAUSE, WAKE, tag, untag};
 use crate::completion::{Lent, OpKind};
 use crate::ctx::Ctx;
 use crate::listen::{ERROR_RUN, EXHAUSTED_PAUSE, Inbox, Incoming};
@@ -58,12 +58,7 @@ fn probe() -> Result<(), String> {
     if let Some(simulated) = super::simulated_refusal() {
         return simulated;
     }
-    let ring = IoUring::new(8).map_err(|e| setup_refused(&e))?;
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| format!("io_uring: IORING_REGISTER_PROBE failed: {e}"))?;
-    missing_opcode(|op| probe.is_supported(op))?;
+    let ring = super::probed_ring(super::OPCODES)?;
     let bufs = BufRing::register(&ring.submitter(), BGID, 1, 64).map_err(|e| {
         format!(
             "io_uring: provided-buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19) refused: {e}"

@@ -37,7 +37,7 @@ use std::os::fd::AsRawFd;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
-use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::bufring::BufRing;
 use super::multishot::first_completion;
@@ -126,12 +126,7 @@ fn probe_opcodes() -> Result<(), String> {
     {
         return missing_of(UDP_OPCODES, |op| op != missing);
     }
-    let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup failed: {e}"))?;
-    let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| format!("io_uring: IORING_REGISTER_PROBE failed: {e}"))?;
-    missing_of(UDP_OPCODES, |op| probe.is_supported(op))
+    super::probed_ring(UDP_OPCODES).map(drop)
 }
 
 /// Whether a multishot `RECVMSG` on a UDP socket with one datagram waiting delivers it (a
