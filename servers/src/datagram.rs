@@ -228,8 +228,8 @@ pub(crate) fn echo_one(
 
 /// Sets `--rcvbuf`/`--sndbuf` on `socket` and returns what the kernel granted, as
 /// `(rcvbuf, sndbuf)` in bytes as the OS reads them back (Linux: twice the granted request,
-/// its bookkeeping share included). A request the kernel cut (Linux caps it at
-/// `net.core.rmem_max`/`wmem_max` first, silently) is logged as a warning naming the limit.
+/// its bookkeeping share included; Linux caps a request at `net.core.rmem_max`/`wmem_max`
+/// first, silently: [`warn_if_cut`] says so).
 pub(crate) fn set_buffers(
     socket: &socket2::Socket,
     rcvbuf: Option<usize>,
@@ -241,19 +241,18 @@ pub(crate) fn set_buffers(
     if let Some(size) = sndbuf {
         socket.set_send_buffer_size(size)?;
     }
-    let granted = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
-    // Once per process, not once per socket of a `--threads` group.
-    static WARNED: [std::sync::atomic::AtomicBool; 2] = [
-        std::sync::atomic::AtomicBool::new(false),
-        std::sync::atomic::AtomicBool::new(false),
-    ];
-    for (i, flag, asked, got, limit) in [
-        (0, "--rcvbuf", rcvbuf, granted.0, "net.core.rmem_max"),
-        (1, "--sndbuf", sndbuf, granted.1, "net.core.wmem_max"),
+    Ok((socket.recv_buffer_size()?, socket.send_buffer_size()?))
+}
+
+/// Logs one warning per request of `--rcvbuf`/`--sndbuf` the kernel cut, naming the limit,
+/// from `granted` as [`set_buffers`] returned it. Called once per server: every socket of a
+/// group gets the same.
+pub(crate) fn warn_if_cut(rcvbuf: Option<usize>, sndbuf: Option<usize>, granted: (usize, usize)) {
+    for (flag, asked, got, limit) in [
+        ("--rcvbuf", rcvbuf, granted.0, "net.core.rmem_max"),
+        ("--sndbuf", sndbuf, granted.1, "net.core.wmem_max"),
     ] {
-        if let Some(cut) = cut_request(asked, got)
-            && !WARNED[i].swap(true, Relaxed)
-        {
+        if let Some(cut) = cut_request(asked, got) {
             log::warn!(
                 "{flag} {}: the kernel granted {cut} B (on Linux the cap is {limit}; raise it \
                  with sysctl to get more)",
@@ -261,7 +260,6 @@ pub(crate) fn set_buffers(
             );
         }
     }
-    Ok(granted)
 }
 
 /// What the kernel granted of a buffer request `asked`, read back as `read_back`, when that is

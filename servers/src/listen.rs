@@ -73,7 +73,8 @@ pub(crate) fn bind_udp(
     config: &Config,
     shared: &Shared,
 ) -> Result<(SocketAddr, Vec<Endpoint>), StartError> {
-    let claim = bind_udp_one(addr, config, false, shared)?;
+    let (claim, granted) = bind_udp_one(addr, config, false, shared)?;
+    datagram::warn_if_cut(config.rcvbuf, config.sndbuf, granted);
     let addr = claim
         .local_addr()?
         .as_socket()
@@ -94,7 +95,7 @@ pub(crate) fn bind_udp(
     drop(claim);
     let endpoints = (0..config.threads)
         .map(|_| {
-            let socket: UdpSocket = bind_udp_one(addr, config, true, shared)?.into();
+            let socket: UdpSocket = bind_udp_one(addr, config, true, shared)?.0.into();
             let drops = shared.new_socket_drops(datagram::drop_reader(&socket)?);
             Ok(Endpoint { socket, drops })
         })
@@ -102,19 +103,20 @@ pub(crate) fn bind_udp(
     Ok((addr, endpoints))
 }
 
+/// One UDP socket bound to `addr`, and its buffer sizes as granted (`set_buffers`).
 fn bind_udp_one(
     addr: SocketAddr,
     config: &Config,
     reuse_port: bool,
     shared: &Shared,
-) -> Result<Socket, StartError> {
+) -> Result<(Socket, (usize, usize)), StartError> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if reuse_port {
         sys::set_reuse_port(&socket)?;
     }
-    let (rcvbuf, sndbuf) = datagram::set_buffers(&socket, config.rcvbuf, config.sndbuf)?;
-    shared.setting("rcvbuf", rcvbuf);
-    shared.setting("sndbuf", sndbuf);
+    let granted = datagram::set_buffers(&socket, config.rcvbuf, config.sndbuf)?;
+    shared.setting("rcvbuf", granted.0);
+    shared.setting("sndbuf", granted.1);
     shared.setting("datagram_buffer", datagram::DATAGRAM_BUFFER);
     let counting = datagram::enable_drop_count(&SockRef::from(&socket));
     shared.setting(
@@ -127,7 +129,7 @@ fn bind_udp_one(
     socket
         .bind(&addr.into())
         .map_err(|e| StartError::bind(addr, e))?;
-    Ok(socket)
+    Ok((socket, granted))
 }
 
 fn bind_one(addr: SocketAddr, _config: &Config, reuse_port: bool) -> Result<Socket, StartError> {
