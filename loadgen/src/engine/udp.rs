@@ -395,13 +395,8 @@ impl UdpWorker<'_> {
             && now >= end
         {
             self.draining = true;
-            if settled {
-                return true;
-            }
-            // Past every datagram's timeout: `finish` counts the rest lost.
-            if now > self.drained_by(end) {
-                return true;
-            }
+            // Past every datagram's timeout, `finish` counts the rest lost.
+            return settled || now > self.drained_by(end);
         }
         self.share.is_some_and(|s| self.issued >= s && settled) || self.socks.is_empty()
     }

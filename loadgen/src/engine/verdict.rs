@@ -59,26 +59,30 @@ pub(super) fn saturation(f: &Facts) -> Vec<String> {
                 f.achieved_rps, f.target_rps
             ),
         };
-        if f.unsent > 0 && f.refused_or_reset > 0 {
+        if f.unsent > 0 {
+            let what = if f.datagrams { "datagrams" } else { "requests" };
+            let why = if f.refused_or_reset > 0 {
+                format!(
+                    " while the server refused or reset {} times (see errors): it stopped \
+                     answering, the generator did not run out",
+                    f.refused_or_reset
+                )
+            } else if f.datagrams {
+                format!(
+                    ": this is the most this generator could send through {} sockets (an open \
+                     loop's UDP sends wait for no echo: more sockets do not help, more --threads \
+                     may)",
+                    f.connections
+                )
+            } else {
+                format!(
+                    ": this is the most this generator could send with {} connections × depth {}",
+                    f.connections, f.depth
+                )
+            };
             line.push_str(&format!(
-                "; {} {} due in the window were never sent while the server refused or reset \
-                 {} times (see errors): it stopped answering, the generator did not run out",
-                f.unsent,
-                if f.datagrams { "datagrams" } else { "requests" },
-                f.refused_or_reset
-            ));
-        } else if f.unsent > 0 && f.datagrams {
-            line.push_str(&format!(
-                "; {} datagrams due in the window were never sent: this is the most this \
-                 generator could send through {} sockets (an open loop's UDP sends wait for no \
-                 echo: more sockets do not help, more --threads may)",
-                f.unsent, f.connections
-            ));
-        } else if f.unsent > 0 {
-            line.push_str(&format!(
-                "; {} requests due in the window were never sent: this is the most this \
-                 generator could send with {} connections × depth {}",
-                f.unsent, f.connections, f.depth
+                "; {} {what} due in the window were never sent{why}",
+                f.unsent
             ));
         }
         why.push(line);
