@@ -21,7 +21,9 @@ const ACCEPTED: &str =
     "give a run folder, its summary.json, or a result file written by `iomodels load --json`";
 
 /// Point names `run` writes; a result file named after one is taken to sit in a run layout.
-const RUN_POINTS: &[&str] = &[
+/// The library cannot read `run`'s plan (it is the binary's), so the plan's tests check that
+/// this list names every one of its points.
+pub const RUN_POINTS: &[&str] = &[
     "latency",
     "latency-spin",
     "throughput",

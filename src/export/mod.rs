@@ -14,7 +14,7 @@ mod load;
 pub mod sweep;
 pub mod table;
 
-pub use load::{Loaded, load, load_any};
+pub use load::{Loaded, RUN_POINTS, load, load_any};
 
 use crate::record::{Histograms, Summary};
 

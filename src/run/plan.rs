@@ -240,6 +240,8 @@ mod tests {
                 "udp-open"
             ]
         );
+        // The loader tells a run's result files by these names: the same list.
+        assert_eq!(names, iomodels::export::RUN_POINTS);
         let shape = |n: &str| {
             let p = POINTS.iter().find(|p| p.name == n).unwrap();
             (p.connections, p.size)
